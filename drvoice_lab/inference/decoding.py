@@ -1,0 +1,133 @@
+"""Joint decoding: every backbone step emits one text token and k speech tokens (25 Hz).
+
+Both the backbone and the SRH keep a KV cache, so each step costs one backbone position and
+k SRH sub-positions. The SRH cache covers the whole 25 Hz stream, prompt included (it is
+teacher-forced over the prompt's groups), exactly as in training - which is what makes
+incremental decoding equal a full recompute.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from transformers import DynamicCache
+
+from drvoice_lab.inference.sampling import SamplingConfig, sample
+from drvoice_lab.modeling.drvoice import DrVoiceModel
+
+
+@dataclass
+class JointOutput:
+    """Generated channels. ``text_ids`` (B, T) and ``speech_ids`` (B, T*k) hold every step,
+    eos and filler pads included; ``text`` / ``speech`` are per-row lists cut at eos (text
+    pads removed; speech pads kept, since they stand for silence)."""
+
+    text_ids: torch.Tensor
+    speech_ids: torch.Tensor
+    text: list[list[int]]
+    speech: list[list[int]]
+    steps: int
+    text_logits: list[torch.Tensor] = field(default_factory=list)  # T x (B, V_text)
+    speech_logits: list[torch.Tensor] = field(default_factory=list)  # T*k x (B, V_s)
+
+
+@torch.no_grad()
+def generate_joint(
+    model: DrVoiceModel,
+    text_ids: torch.Tensor,
+    speech_ids: torch.Tensor | None = None,
+    *,
+    user_features: torch.Tensor | None = None,
+    user_feature_lengths: torch.Tensor | None = None,
+    user_position_mask: torch.Tensor | None = None,
+    max_new_positions: int = 200,
+    text_sampling: SamplingConfig = SamplingConfig(),
+    speech_sampling: SamplingConfig = SamplingConfig(),
+    generate_speech: bool = True,
+    generator: torch.Generator | None = None,
+    keep_logits: bool = False,
+) -> JointOutput:
+    """Continue a prompt (rows of equal length, no padding) until both channels end.
+
+    The text channel ends at ``text_eos`` (then emits ``text_pad``); the speech channel ends at
+    ``speech_eos`` (then emits pad/silence). With ``generate_speech=False`` (text-only modes
+    such as S2T/T2T) the speech channel is pad from the start and the SRH is skipped.
+    """
+    cfg = model.config
+    k = cfg.group_size
+    model.eval()
+    prompt = model.align_channels(text_ids, speech_ids)
+    b, n = prompt.text_ids.shape
+    if user_position_mask is not None and user_position_mask.shape[1] < n:
+        pad = user_position_mask.new_zeros((b, n - user_position_mask.shape[1]))
+        user_position_mask = torch.cat([user_position_mask, pad], dim=1)
+    backbone_cache = DynamicCache(config=model.backbone.config)
+    srh_cache = DynamicCache(config=model.srh.transformer.config)
+
+    # Prefill: the whole prompt through the backbone, then its groups 1..n-1 through the SRH.
+    inputs = model.embed_inputs(
+        prompt.text_ids, prompt.speech_ids, user_features, user_feature_lengths, user_position_mask
+    )
+    hidden, logits = model.run_backbone(inputs, cache=backbone_cache)  # (B, n, D), (B, n, V)
+    if generate_speech and n > 1:
+        model.srh(model.srh.substates(hidden[:, :-1]), prompt.speech_ids[:, k - 1 : -1], cache=srh_cache)
+    last_hidden, text_logits = hidden[:, -1:], logits[:, -1]  # (B, 1, D), (B, V)
+    prev_speech = prompt.speech_ids[:, -1]  # (B,)
+
+    device = text_ids.device
+    text_done = torch.zeros(b, dtype=torch.bool, device=device)
+    speech_done = torch.full((b,), not generate_speech, dtype=torch.bool, device=device)
+    out_text, out_speech, kept_text, kept_speech = [], [], [], []
+    for _ in range(max_new_positions):
+        if keep_logits:
+            kept_text.append(text_logits)
+        token = sample(text_logits, text_sampling, generator)
+        token = torch.where(text_done, cfg.text_pad_token_id, token)  # (B,)
+        text_done |= token == cfg.text_eos_token_id
+
+        group = []
+        if generate_speech:
+            substates = model.srh.substates(last_hidden)  # (B, k, d_s)
+            for j in range(k):
+                speech_logits = model.srh(
+                    substates[:, j : j + 1], prev_speech[:, None], cache=srh_cache
+                )[:, -1]  # (B, V_s)
+                if keep_logits:
+                    kept_speech.append(speech_logits)
+                prev_speech = sample(speech_logits, speech_sampling, generator)
+                prev_speech = torch.where(speech_done, cfg.speech_pad_token_id, prev_speech)
+                speech_done |= prev_speech == cfg.speech_eos_token_id
+                group.append(prev_speech)
+        else:
+            group = [torch.full_like(token, cfg.speech_pad_token_id)] * k
+        group_ids = torch.stack(group, dim=1)  # (B, k)
+        out_text.append(token)
+        out_speech.append(group_ids)
+        if bool((text_done & speech_done).all()):
+            break
+        inputs = model.embed_inputs(token[:, None], group_ids)  # (B, 1, D)
+        hidden, logits = model.run_backbone(inputs, cache=backbone_cache)
+        last_hidden, text_logits = hidden[:, -1:], logits[:, -1]
+
+    text_out = torch.stack(out_text, dim=1)  # (B, T)
+    speech_out = torch.cat(out_speech, dim=1)  # (B, T*k)
+    return JointOutput(
+        text_ids=text_out,
+        speech_ids=speech_out,
+        text=[_cut(row, cfg.text_eos_token_id, drop=cfg.text_pad_token_id) for row in text_out],
+        speech=[_cut(row, cfg.speech_eos_token_id) for row in speech_out],
+        steps=text_out.shape[1],
+        text_logits=kept_text,
+        speech_logits=kept_speech,
+    )
+
+
+def _cut(row: torch.Tensor, eos: int, drop: int | None = None) -> list[int]:
+    tokens = []
+    for t in row.tolist():
+        if t == eos:
+            break
+        if t != drop:
+            tokens.append(t)
+    return tokens

@@ -1,0 +1,327 @@
+"""The DrVoice model: a causal LLM over 5 Hz positions that each carry text and grouped speech.
+
+Follow one training example through ``DrVoiceModel.forward``:
+
+1. ``align_channels`` pads the shorter channel (text with ``text_pad``, speech with the
+   pad/silence token) so text has N positions and speech N*k tokens.
+2. ``embed_inputs`` builds ``c_t = E_text(text_t) + G(speech group_t)``; at user-speech
+   positions the grouped adapter output of the Whisper frames replaces ``G(...)``.
+3. ``run_backbone`` runs the HF causal LM on ``inputs_embeds`` -> hidden h_t and text logits.
+4. The SRH turns h_t into logits for the k tokens of group t+1 (25 Hz, autoregressive).
+5. Loss ``lambda * L_text + mu * L_SRH``, both next-position, both masked with -100.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, Cache, PreTrainedModel
+from transformers.utils import ModelOutput
+
+from drvoice_lab.config import DrVoiceConfig
+from drvoice_lab.modeling.grouping import SpeechAdapter, SpeechGrouping
+from drvoice_lab.modeling.srh import SpeechRefinedHead
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class AlignedChannels:
+    """Both channels padded to a common number of positions N (speech: N*k tokens)."""
+
+    text_ids: torch.Tensor  # (B, N)
+    speech_ids: torch.Tensor  # (B, N*k)
+    attention_mask: torch.Tensor  # (B, N)
+    text_labels: torch.Tensor | None = None  # (B, N)
+    speech_labels: torch.Tensor | None = None  # (B, N*k)
+
+
+@dataclass
+class DrVoiceOutput(ModelOutput):
+    """``speech_logits[:, j]`` scores ``speech_ids[:, k + j]`` (groups 1..N-1, from h_0..h_{N-2})."""
+
+    loss: torch.Tensor | None = None
+    text_loss: torch.Tensor | None = None
+    speech_loss: torch.Tensor | None = None
+    text_logits: torch.Tensor | None = None  # (B, N, V_text)
+    speech_logits: torch.Tensor | None = None  # (B, (N-1)*k, V_s)
+    hidden_states: torch.Tensor | None = None  # (B, N, D), last backbone layer
+
+
+def _pad_right(x: torch.Tensor | None, length: int, value: int) -> torch.Tensor | None:
+    if x is None or x.shape[1] >= length:
+        return x
+    pad = x.new_full((x.shape[0], length - x.shape[1]), value)
+    return torch.cat([x, pad], dim=1)
+
+
+def masked_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean CE over labels != -100; exactly 0 (with a graph) when nothing is labelled."""
+    flat_logits = logits.reshape(-1, logits.shape[-1]).float()
+    flat_labels = labels.reshape(-1)
+    total = F.cross_entropy(flat_logits, flat_labels, ignore_index=IGNORE_INDEX, reduction="sum")
+    count = (flat_labels != IGNORE_INDEX).sum().clamp(min=1)
+    return total / count
+
+
+class DrVoicePreTrainedModel(PreTrainedModel):
+    config_class = DrVoiceConfig
+    base_model_prefix = "drvoice"
+    main_input_name = "text_ids"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        # The backbone and SRH transformer are PreTrainedModels and initialise themselves;
+        # this covers the DrVoice-specific linears (grouping, adapter, W_p, untied head).
+        if isinstance(module, PreTrainedModel) and module is not self:
+            return
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+
+class DrVoiceModel(DrVoicePreTrainedModel):
+    """Backbone + grouping + user-speech adapter + SRH. See the module docstring for the flow."""
+
+    def __init__(
+        self,
+        config: DrVoiceConfig,
+        backbone: PreTrainedModel | None = None,
+        srh_transformer: PreTrainedModel | None = None,
+    ) -> None:
+        super().__init__(config)
+        k = config.group_size
+        self.backbone = backbone or AutoModelForCausalLM.from_config(config.backbone_config)
+        self.grouping = SpeechGrouping(
+            k, config.speech_embed_dim, config.hidden_size, config.grouping_mode
+        )
+        self.adapter = SpeechAdapter(
+            config.encoder_hidden_size,
+            config.adapter_hidden_size,
+            config.hidden_size,
+            k,
+            pool=config.encoder_frame_rate // config.speech_token_rate,
+            mode=config.grouping_mode,
+        )
+        self.srh = SpeechRefinedHead(
+            k,
+            config.hidden_size,
+            config.srh_config,
+            tie_embeddings=config.tie_srh_embeddings,
+            transformer=srh_transformer,
+        )
+        self.post_init()
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_parts(
+        cls,
+        config: DrVoiceConfig,
+        backbone: str | None = None,
+        srh: str | None = None,
+        **load_kwargs,
+    ) -> "DrVoiceModel":
+        """Build a DrVoice model around pretrained parts (HF hub id or local path).
+
+        ``backbone`` is any HF causal LM (e.g. ``Qwen/Qwen2.5-7B-Instruct``); ``srh`` any HF
+        decoder whose width matches the SRH config (e.g. a 25 Hz TTS LM). The grouping,
+        adapter and W_p start fresh. Widths must agree with ``config``: a mismatch raises
+        ValueError instead of silently building a different model.
+        """
+        backbone_model = srh_model = None
+        if backbone is not None:
+            loaded_config = AutoConfig.from_pretrained(backbone, **load_kwargs)
+            _check_width("backbone", config.backbone_config, loaded_config)
+            backbone_model = AutoModelForCausalLM.from_pretrained(backbone, **load_kwargs)
+            config.backbone_config = backbone_model.config
+        if srh is not None:
+            loaded_config = AutoConfig.from_pretrained(srh, **load_kwargs)
+            _check_width("srh", config.srh_config, loaded_config)
+            srh_model = AutoModel.from_pretrained(srh, **load_kwargs)
+            if srh_model.get_input_embeddings().num_embeddings != config.speech_vocab_size:
+                srh_model.resize_token_embeddings(config.speech_vocab_size)
+            srh_model.config.vocab_size = config.speech_vocab_size
+            config.srh_config = srh_model.config
+        config.validate()
+        return cls(config, backbone=backbone_model, srh_transformer=srh_model)
+
+    # ------------------------------------------------------------------ embeddings
+    @property
+    def speech_embedding(self) -> nn.Embedding:
+        return self.srh.speech_embedding
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.backbone.get_input_embeddings()
+
+    def align_channels(
+        self,
+        text_ids: torch.Tensor,
+        speech_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        text_labels: torch.Tensor | None = None,
+        speech_labels: torch.Tensor | None = None,
+    ) -> AlignedChannels:
+        """Pad the shorter channel so text holds N positions and speech N*k tokens.
+
+        Speech lengths that are not a multiple of k are padded with the pad/silence token;
+        padded label slots get -100. ``attention_mask`` (if given) must cover N positions.
+        """
+        cfg = self.config
+        k = cfg.group_size
+        b = text_ids.shape[0]
+        if speech_ids is None:
+            speech_ids = text_ids.new_full((b, text_ids.shape[1] * k), cfg.speech_pad_token_id)
+        if speech_ids.shape[0] != b:
+            raise ValueError(f"text_ids has batch {b} but speech_ids has {speech_ids.shape[0]}")
+        n = max(text_ids.shape[1], -(-speech_ids.shape[1] // k))
+        if attention_mask is None:
+            attention_mask = text_ids.new_ones((b, n))
+        elif attention_mask.shape != (b, n):
+            raise ValueError(
+                f"attention_mask has shape {tuple(attention_mask.shape)} but the aligned "
+                f"channels have {(b, n)} positions (max of text length and speech length / k)."
+            )
+        return AlignedChannels(
+            text_ids=_pad_right(text_ids, n, cfg.text_pad_token_id),
+            speech_ids=_pad_right(speech_ids, n * k, cfg.speech_pad_token_id),
+            attention_mask=attention_mask,
+            text_labels=_pad_right(text_labels, n, IGNORE_INDEX),
+            speech_labels=_pad_right(speech_labels, n * k, IGNORE_INDEX),
+        )
+
+    def embed_inputs(
+        self,
+        text_ids: torch.Tensor,
+        speech_ids: torch.Tensor,
+        user_features: torch.Tensor | None = None,
+        user_feature_lengths: torch.Tensor | None = None,
+        user_position_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Aligned (B, N) text and (B, N*k) speech -> (B, N, D) backbone inputs.
+
+        User speech: ``user_features`` (B, F, d_enc) are 50 Hz encoder frames; the j-th True
+        entry of ``user_position_mask`` (B, N) in a row takes that row's j-th grouped frame.
+        """
+        speech = self.grouping(self.speech_embedding(speech_ids))  # (B, N, D)
+        if user_features is not None:
+            speech = self._insert_user_speech(
+                speech, user_features, user_feature_lengths, user_position_mask
+            )
+        text = self.get_input_embeddings()(text_ids)  # (B, N, D)
+        return text + speech
+
+    def _insert_user_speech(
+        self,
+        speech: torch.Tensor,
+        features: torch.Tensor,
+        lengths: torch.Tensor | None,
+        position_mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        if position_mask is None:
+            raise ValueError("user_features need a user_position_mask saying where they go.")
+        grouped, valid = self.adapter(features.to(speech.dtype), lengths)  # (B, M, D), (B, M)
+        wanted, have = position_mask.sum(1), valid.sum(1)
+        if not torch.equal(wanted, have):
+            raise ValueError(
+                f"user_position_mask marks {wanted.tolist()} positions per row but the user "
+                f"speech fills {have.tolist()} (50 Hz frames / {self.adapter.pool * self.config.group_size})."
+            )
+        speech = speech.clone()
+        speech[position_mask] = grouped[valid]
+        return speech
+
+    # ------------------------------------------------------------------ forward pieces
+    def run_backbone(
+        self,
+        inputs_embeds: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        cache: Cache | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, N, D) inputs -> last hidden states (B, N, D) and text logits (B, N, V_text)."""
+        out = self.backbone(
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            past_key_values=cache,
+            use_cache=cache is not None,
+            output_hidden_states=True,
+        )
+        return out.hidden_states[-1], out.logits
+
+    def forward(
+        self,
+        text_ids: torch.Tensor,
+        speech_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        text_labels: torch.Tensor | None = None,
+        speech_labels: torch.Tensor | None = None,
+        user_features: torch.Tensor | None = None,
+        user_feature_lengths: torch.Tensor | None = None,
+        user_position_mask: torch.Tensor | None = None,
+        **kwargs,
+    ) -> DrVoiceOutput:
+        """Teacher-forced pass over both channels.
+
+        Args:
+            text_ids: (B, N_text) text token per 5 Hz position.
+            speech_ids: (B, T) 25 Hz speech tokens; grouped k per position.
+            text_labels / speech_labels: same shapes as the ids, -100 where no loss is taken;
+                labels are aligned with the ids (the shift happens here).
+        """
+        k = self.config.group_size
+        ch = self.align_channels(text_ids, speech_ids, attention_mask, text_labels, speech_labels)
+        if user_position_mask is not None:
+            user_position_mask = _pad_right(user_position_mask, ch.text_ids.shape[1], False)
+        inputs = self.embed_inputs(
+            ch.text_ids, ch.speech_ids, user_features, user_feature_lengths, user_position_mask
+        )
+        hidden, text_logits = self.run_backbone(inputs, ch.attention_mask)  # (B, N, D), (B, N, V)
+
+        # SRH over groups 1..N-1: sub-states from h_0..h_{N-2}, previous tokens shifted by one.
+        substates = self.srh.substates(hidden[:, :-1])  # (B, (N-1)*k, d_s)
+        prev_tokens = ch.speech_ids[:, k - 1 : -1]  # (B, (N-1)*k)
+        srh_mask = ch.attention_mask[:, 1:].repeat_interleave(k, dim=1)
+        speech_logits = self.srh(substates, prev_tokens, srh_mask)  # (B, (N-1)*k, V_s)
+
+        text_loss = speech_loss = loss = None
+        if ch.text_labels is not None:
+            text_loss = masked_cross_entropy(text_logits[:, :-1], ch.text_labels[:, 1:])
+        if ch.speech_labels is not None:
+            speech_loss = masked_cross_entropy(speech_logits, ch.speech_labels[:, k:])
+        if text_loss is not None or speech_loss is not None:
+            zero = hidden.new_zeros(())
+            loss = self.config.text_loss_weight * (
+                text_loss if text_loss is not None else zero
+            ) + self.config.speech_loss_weight * (speech_loss if speech_loss is not None else zero)
+        return DrVoiceOutput(
+            loss=loss,
+            text_loss=text_loss,
+            speech_loss=speech_loss,
+            text_logits=text_logits,
+            speech_logits=speech_logits,
+            hidden_states=hidden,
+        )
+
+
+def _check_width(part: str, expected, loaded) -> None:
+    if expected.hidden_size != loaded.hidden_size:
+        raise ValueError(
+            f"{part} width mismatch: the DrVoice config expects hidden_size "
+            f"{expected.hidden_size} but the checkpoint has {loaded.hidden_size}; pass a config "
+            f"whose {part}_config matches the checkpoint (e.g. DrVoiceConfig.from_preset(...,"
+            f" {part}_config=AutoConfig.from_pretrained(path)))."
+        )
+
+
+def register_auto_classes() -> None:
+    """Make ``AutoConfig``/``AutoModel`` resolve model_type ``drvoice``."""
+    try:
+        AutoConfig.register("drvoice", DrVoiceConfig)
+        AutoModel.register(DrVoiceConfig, DrVoiceModel)
+    except ValueError:  # already registered (module re-import)
+        pass

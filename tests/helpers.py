@@ -1,0 +1,57 @@
+"""Small configurations and inputs shared by the tests."""
+
+from __future__ import annotations
+
+import torch
+
+from drvoice_lab import DrVoiceConfig
+
+TEXT_VOCAB = 64
+SPEECH_CODEBOOK = 29  # odd on purpose
+
+
+def micro_config(k: int = 5, mode: str = "concat", **overrides) -> DrVoiceConfig:
+    """A dim-32 backbone and dim-16 SRH: every code path of the tiny preset, in milliseconds."""
+    fields = dict(
+        backbone_config=dict(
+            model_type="qwen2",
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            intermediate_size=64,
+            vocab_size=TEXT_VOCAB,
+            max_position_embeddings=512,
+            tie_word_embeddings=True,
+        ),
+        srh_config=dict(
+            model_type="qwen2",
+            hidden_size=16,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            intermediate_size=32,
+            max_position_embeddings=2048,
+        ),
+        encoder_config=dict(
+            model_type="whisper", d_model=24, encoder_layers=1, encoder_attention_heads=2,
+            decoder_layers=1, decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32,
+        ),
+        group_size=k,
+        grouping_mode=mode,
+        speech_codebook_size=SPEECH_CODEBOOK,
+        text_pad_token_id=0,
+        text_eos_token_id=1,
+    )
+    fields.update(overrides)
+    return DrVoiceConfig(**fields)
+
+
+def random_batch(config: DrVoiceConfig, batch: int, positions: int, speech_len: int | None = None,
+                 generator: torch.Generator | None = None):
+    """Random text ids (B, N) avoiding the specials, and random codebook speech ids."""
+    if speech_len is None:
+        speech_len = positions * config.group_size
+    text = torch.randint(2, config.text_vocab_size, (batch, positions), generator=generator)
+    speech = torch.randint(0, config.speech_codebook_size, (batch, speech_len), generator=generator)
+    return text, speech
