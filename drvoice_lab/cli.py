@@ -1,7 +1,7 @@
 """The ``drvoice-lab`` command.
 
-    drvoice-lab info --preset 7b        parameter count of each part (meta device, no weights)
-    drvoice-lab turn --preset tiny      one joint-decoding turn through the whole model
+drvoice-lab info --preset 7b        parameter count of each part (meta device, no weights)
+drvoice-lab turn --preset tiny      one joint-decoding turn through the whole model
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ from drvoice_lab.config import DrVoiceConfig, preset_names
 
 
 def _add_info(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("info", help="parameter count of each part of a preset (no weights allocated)")
+    p = sub.add_parser(
+        "info", help="parameter count of each part of a preset (no weights allocated)"
+    )
     p.add_argument("--preset", default="tiny", help=f"one of {preset_names()}")
     p.add_argument("-k", "--group-size", type=int, default=None, help="override k")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from transformers import AutoConfig, PretrainedConfig, Qwen2Config, WhisperConfig
+from transformers import AutoConfig, PretrainedConfig
 
 GROUPING_MODES = ("concat", "mean")
 
@@ -164,9 +164,7 @@ class DrVoiceConfig(PretrainedConfig):
                 f"grouping_mode must be one of {GROUPING_MODES}, got {self.grouping_mode!r}."
             )
         if self.speech_codebook_size < 1:
-            raise ValueError(
-                f"speech_codebook_size must be >= 1, got {self.speech_codebook_size}."
-            )
+            raise ValueError(f"speech_codebook_size must be >= 1, got {self.speech_codebook_size}.")
         specials = {
             "speech_pad_token_id": self.speech_pad_token_id,
             "speech_bos_token_id": self.speech_bos_token_id,
@@ -211,7 +209,7 @@ class DrVoiceConfig(PretrainedConfig):
 
     # ------------------------------------------------------------------ presets
     @classmethod
-    def from_preset(cls, name: str, **overrides: Any) -> "DrVoiceConfig":
+    def from_preset(cls, name: str, **overrides: Any) -> DrVoiceConfig:
         """Build a named preset (``tiny``, ``small``, ``7b``); keyword overrides win."""
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}.")

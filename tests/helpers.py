@@ -34,8 +34,14 @@ def micro_config(k: int = 5, mode: str = "concat", **overrides) -> DrVoiceConfig
             max_position_embeddings=2048,
         ),
         encoder_config=dict(
-            model_type="whisper", d_model=24, encoder_layers=1, encoder_attention_heads=2,
-            decoder_layers=1, decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32,
+            model_type="whisper",
+            d_model=24,
+            encoder_layers=1,
+            encoder_attention_heads=2,
+            decoder_layers=1,
+            decoder_attention_heads=2,
+            encoder_ffn_dim=32,
+            decoder_ffn_dim=32,
         ),
         group_size=k,
         grouping_mode=mode,
@@ -47,8 +53,13 @@ def micro_config(k: int = 5, mode: str = "concat", **overrides) -> DrVoiceConfig
     return DrVoiceConfig(**fields)
 
 
-def random_batch(config: DrVoiceConfig, batch: int, positions: int, speech_len: int | None = None,
-                 generator: torch.Generator | None = None):
+def random_batch(
+    config: DrVoiceConfig,
+    batch: int,
+    positions: int,
+    speech_len: int | None = None,
+    generator: torch.Generator | None = None,
+):
     """Random text ids (B, N) avoiding the specials, and random codebook speech ids."""
     if speech_len is None:
         speech_len = positions * config.group_size

@@ -89,7 +89,7 @@ def test_backbone_is_causal_over_positions():
 
 @pytest.mark.parametrize("k", [2, 5])
 def test_srh_is_causal_over_25hz_sub_positions(k):
-    """speech_logits[:, j] scores speech_ids[:, k+j]; changing token m may only move rows >= m-k+1."""
+    """speech_logits[:, j] scores speech_ids[:, k+j]; changing token m moves only rows >= m-k+1."""
     model = build(k)
     text, speech = random_batch(model.config, 1, 6)
     base = model(text, speech).speech_logits
@@ -98,7 +98,9 @@ def test_srh_is_causal_over_25hz_sub_positions(k):
         changed_ids[0, m] = (changed_ids[0, m] + 7) % model.config.speech_codebook_size
         changed = model(text, changed_ids).speech_logits
         first_affected = m - k + 1
-        torch.testing.assert_close(changed[:, :first_affected], base[:, :first_affected], rtol=0, atol=0)
+        torch.testing.assert_close(
+            changed[:, :first_affected], base[:, :first_affected], rtol=0, atol=0
+        )
         assert not torch.allclose(changed[:, first_affected], base[:, first_affected])
 
 
@@ -209,8 +211,14 @@ def test_save_pretrained_round_trip(tmp_path, tie):
 
 def _save_qwen(path, hidden=32, vocab=64):
     torch.manual_seed(1)
-    cfg = Qwen2Config(hidden_size=hidden, num_hidden_layers=1, num_attention_heads=4,
-                      num_key_value_heads=2, intermediate_size=48, vocab_size=vocab)
+    cfg = Qwen2Config(
+        hidden_size=hidden,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=48,
+        vocab_size=vocab,
+    )
     lm = AutoModelForCausalLM.from_config(cfg)
     lm.save_pretrained(path)
     return lm
@@ -220,7 +228,9 @@ def test_backbone_loads_from_a_local_pretrained_path(tmp_path):
     lm = _save_qwen(tmp_path / "lm")
     cfg = micro_config(5)
     model = DrVoiceModel.from_parts(cfg, backbone=str(tmp_path / "lm")).eval()
-    torch.testing.assert_close(model.get_input_embeddings().weight, lm.get_input_embeddings().weight)
+    torch.testing.assert_close(
+        model.get_input_embeddings().weight, lm.get_input_embeddings().weight
+    )
     assert model.config.backbone_config.num_hidden_layers == 1
     text, speech = random_batch(model.config, 1, 4)
     inputs = model.embed_inputs(text, speech)
@@ -236,8 +246,14 @@ def test_backbone_width_mismatch_is_a_clear_error(tmp_path):
 
 def test_srh_loads_from_a_pretrained_decoder(tmp_path):
     torch.manual_seed(2)
-    srh_cfg = Qwen2Config(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                          num_key_value_heads=1, intermediate_size=32, vocab_size=50)
+    srh_cfg = Qwen2Config(
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        intermediate_size=32,
+        vocab_size=50,
+    )
     AutoModel.from_config(srh_cfg).save_pretrained(tmp_path / "srh")
     model = DrVoiceModel.from_parts(micro_config(5), srh=str(tmp_path / "srh"))
     assert model.speech_embedding.num_embeddings == model.config.speech_vocab_size

@@ -71,7 +71,9 @@ def generate_joint(
     )
     hidden, logits = model.run_backbone(inputs, cache=backbone_cache)  # (B, n, D), (B, n, V)
     if generate_speech and n > 1:
-        model.srh(model.srh.substates(hidden[:, :-1]), prompt.speech_ids[:, k - 1 : -1], cache=srh_cache)
+        model.srh(
+            model.srh.substates(hidden[:, :-1]), prompt.speech_ids[:, k - 1 : -1], cache=srh_cache
+        )
     last_hidden, text_logits = hidden[:, -1:], logits[:, -1]  # (B, 1, D), (B, V)
     prev_speech = prompt.speech_ids[:, -1]  # (B,)
 

@@ -41,7 +41,8 @@ class AlignedChannels:
 
 @dataclass
 class DrVoiceOutput(ModelOutput):
-    """``speech_logits[:, j]`` scores ``speech_ids[:, k + j]`` (groups 1..N-1, from h_0..h_{N-2})."""
+    """Model outputs. ``speech_logits[:, j]`` scores ``speech_ids[:, k + j]``: the SRH covers
+    groups 1..N-1, made from hidden states h_0..h_{N-2}."""
 
     loss: torch.Tensor | None = None
     text_loss: torch.Tensor | None = None
@@ -126,7 +127,7 @@ class DrVoiceModel(DrVoicePreTrainedModel):
         backbone: str | None = None,
         srh: str | None = None,
         **load_kwargs,
-    ) -> "DrVoiceModel":
+    ) -> DrVoiceModel:
         """Build a DrVoice model around pretrained parts (HF hub id or local path).
 
         ``backbone`` is any HF causal LM (e.g. ``Qwen/Qwen2.5-7B-Instruct``); ``srh`` any HF
@@ -230,7 +231,8 @@ class DrVoiceModel(DrVoicePreTrainedModel):
         if not torch.equal(wanted, have):
             raise ValueError(
                 f"user_position_mask marks {wanted.tolist()} positions per row but the user "
-                f"speech fills {have.tolist()} (50 Hz frames / {self.adapter.pool * self.config.group_size})."
+                f"speech fills {have.tolist()} (one position per "
+                f"{self.adapter.pool * self.config.group_size} encoder frames)."
             )
         speech = speech.clone()
         speech[position_mask] = grouped[valid]

@@ -93,7 +93,9 @@ class SpeechAdapter(nn.Module):
         valid_positions = torch.div(
             frame_lengths + frames_per_position - 1, frames_per_position, rounding_mode="floor"
         )
-        mask = torch.arange(grouped.shape[1], device=frames.device)[None, :] < valid_positions[:, None]
+        mask = (
+            torch.arange(grouped.shape[1], device=frames.device)[None, :] < valid_positions[:, None]
+        )
         return grouped, mask
 
 
@@ -101,4 +103,3 @@ def num_positions(num_frames: int, pool: int, k: int) -> int:
     """5 Hz positions that ``num_frames`` 50 Hz encoder frames occupy after the adapter."""
     t25 = -(-num_frames // pool)
     return -(-t25 // k)
-

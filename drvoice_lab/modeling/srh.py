@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from transformers import AutoModel, Cache, PretrainedConfig, PreTrainedModel
 from torch import nn
+from transformers import AutoModel, Cache, PretrainedConfig, PreTrainedModel
 
 
 class SpeechRefinedHead(nn.Module):
@@ -64,5 +64,7 @@ class SpeechRefinedHead(nn.Module):
             use_cache=cache is not None,
         )
         states = out.last_hidden_state  # (B, L, d_s), after the final norm
-        weight = self.speech_embedding.weight if self.speech_head is None else self.speech_head.weight
+        weight = (
+            self.speech_embedding.weight if self.speech_head is None else self.speech_head.weight
+        )
         return F.linear(states, weight)  # (B, L, V_s)
