@@ -1,0 +1,33 @@
+"""Audio: wav I/O and validation, the Whisper speech encoder, the 25 Hz speech tokenizer."""
+
+from drvoice_lab.audio.io import (
+    MODEL_SAMPLE_RATE,
+    AudioError,
+    AudioLimits,
+    AudioTooLongError,
+    ClippedAudioError,
+    EmptyAudioError,
+    NonFiniteAudioError,
+    SilentAudioError,
+    UnreadableAudioError,
+    load_audio,
+    resample,
+    to_mono,
+    write_audio,
+)
+
+__all__ = [
+    "MODEL_SAMPLE_RATE",
+    "AudioError",
+    "AudioLimits",
+    "AudioTooLongError",
+    "ClippedAudioError",
+    "EmptyAudioError",
+    "NonFiniteAudioError",
+    "SilentAudioError",
+    "UnreadableAudioError",
+    "load_audio",
+    "resample",
+    "to_mono",
+    "write_audio",
+]

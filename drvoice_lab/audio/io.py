@@ -1,0 +1,169 @@
+"""Audio in and out: read any soundfile format, mix to mono, resample (soxr), validate, write.
+
+Everything that enters the model goes through ``load_audio``, which returns float32 mono at
+16 kHz or raises an ``AudioError`` subclass whose message a user can act on.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+MODEL_SAMPLE_RATE = 16_000
+DEFAULT_MAX_SECONDS = 60.0
+SILENCE_PEAK = 1e-4  # below -80 dBFS peak counts as silence
+CLIP_LEVEL = 0.999
+CLIP_FRACTION = 0.01  # more than 1 % of samples at full scale counts as clipped
+
+
+class AudioError(ValueError):
+    """Base class: the audio cannot be used. The message says why and what to do."""
+
+
+class EmptyAudioError(AudioError):
+    pass
+
+
+class SilentAudioError(AudioError):
+    pass
+
+
+class NonFiniteAudioError(AudioError):
+    pass
+
+
+class ClippedAudioError(AudioError):
+    pass
+
+
+class AudioTooLongError(AudioError):
+    pass
+
+
+class UnreadableAudioError(AudioError):
+    """Unsupported format, corrupted file, or bytes that are not audio at all."""
+
+
+@dataclass(frozen=True)
+class AudioLimits:
+    max_seconds: float = DEFAULT_MAX_SECONDS
+    reject_clipped: bool = True
+    reject_silent: bool = True
+
+
+def read_audio(source: str | Path | bytes) -> tuple[np.ndarray, int]:
+    """Read a file (path or raw bytes) as float32 (frames, channels) and its sample rate."""
+    try:
+        handle = io.BytesIO(source) if isinstance(source, bytes) else source
+        data, rate = sf.read(handle, dtype="float32", always_2d=True)
+    except FileNotFoundError:
+        raise
+    except (sf.LibsndfileError, RuntimeError, TypeError) as err:
+        name = "the given bytes" if isinstance(source, bytes) else str(source)
+        raise UnreadableAudioError(
+            f"cannot read {name} as audio ({err}); use wav, flac or ogg"
+        ) from err
+    return data, rate
+
+
+def to_mono(samples: np.ndarray) -> np.ndarray:
+    """(frames,) or (frames, channels) -> (frames,) by averaging channels."""
+    samples = np.asarray(samples, dtype=np.float32)
+    if samples.ndim == 2:
+        # A (channels, frames) array from a caller: channels are the short axis.
+        if samples.shape[0] < samples.shape[1] and samples.shape[0] <= 8:
+            samples = samples.T
+        return samples.mean(axis=1)
+    if samples.ndim != 1:
+        raise AudioError(f"audio must be 1-D or 2-D (frames, channels), got shape {samples.shape}")
+    return samples
+
+
+def resample(samples: np.ndarray, rate: int, target: int = MODEL_SAMPLE_RATE) -> np.ndarray:
+    """Band-limited resampling with soxr (high quality)."""
+    if rate == target:
+        return samples.astype(np.float32, copy=False)
+    if rate <= 0:
+        raise AudioError(f"sample rate must be positive, got {rate}")
+    return soxr.resample(samples, rate, target, quality="HQ").astype(np.float32)
+
+
+def validate(samples: np.ndarray, rate: int, limits: AudioLimits = AudioLimits()) -> None:
+    """Raise a typed AudioError when mono ``samples`` are unusable."""
+    if samples.size == 0:
+        raise EmptyAudioError("the audio is empty (zero samples)")
+    if not np.isfinite(samples).all():
+        raise NonFiniteAudioError("the audio contains NaN or infinite samples")
+    seconds = samples.size / rate
+    if seconds > limits.max_seconds:
+        raise AudioTooLongError(
+            f"the audio is {seconds:.1f} s long; the limit is {limits.max_seconds:g} s - "
+            "trim it or raise max_seconds"
+        )
+    peak = float(np.abs(samples).max())
+    if limits.reject_silent and peak < SILENCE_PEAK:
+        raise SilentAudioError(
+            f"the audio is silent (peak {peak:.2e}); check the microphone or the file"
+        )
+    if limits.reject_clipped:
+        clipped = float(np.mean(np.abs(samples) >= CLIP_LEVEL))
+        if clipped > CLIP_FRACTION:
+            raise ClippedAudioError(
+                f"{clipped:.1%} of the samples are at full scale (clipped); record at a lower level"
+            )
+
+
+def load_audio(
+    source: str | Path | bytes | np.ndarray,
+    sample_rate: int | None = None,
+    *,
+    target_rate: int = MODEL_SAMPLE_RATE,
+    limits: AudioLimits = AudioLimits(),
+) -> np.ndarray:
+    """Path, raw bytes or array -> validated float32 mono at ``target_rate`` (16 kHz).
+
+    Arrays need ``sample_rate``; integer arrays (e.g. int16 from a microphone widget) are
+    scaled to [-1, 1]. The length limit is checked before resampling so a huge file costs
+    nothing beyond its read.
+    """
+    if isinstance(source, np.ndarray):
+        if sample_rate is None:
+            raise AudioError("an audio array needs its sample_rate")
+        samples, rate = source, int(sample_rate)
+        if np.issubdtype(samples.dtype, np.integer):
+            samples = samples.astype(np.float32) / float(np.iinfo(samples.dtype).max)
+    else:
+        if isinstance(source, (str, Path)) and not Path(source).exists():
+            raise UnreadableAudioError(f"no such file: {source}")
+        _check_length_from_header(source, limits)
+        samples, rate = read_audio(source)
+    mono = to_mono(samples)
+    validate(mono, rate, limits)
+    return resample(mono, rate, target_rate)
+
+
+def _check_length_from_header(source: str | Path | bytes, limits: AudioLimits) -> None:
+    """Refuse over-long files from their header, before decoding them."""
+    try:
+        info = sf.info(io.BytesIO(source) if isinstance(source, bytes) else source)
+    except (sf.LibsndfileError, RuntimeError, TypeError):
+        return  # read_audio reports unreadable input with a proper message
+    if info.frames > 0 and info.frames / info.samplerate > limits.max_seconds:
+        raise AudioTooLongError(
+            f"the audio is {info.frames / info.samplerate:.1f} s long; the limit is "
+            f"{limits.max_seconds:g} s - trim it or raise max_seconds"
+        )
+
+
+def write_audio(path: str | Path, samples: np.ndarray, rate: int = MODEL_SAMPLE_RATE) -> Path:
+    """Write float samples in [-1, 1] as 16-bit PCM wav (parent folders created)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0), rate,
+             subtype="PCM_16")
+    return path

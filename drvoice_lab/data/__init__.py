@@ -1,0 +1,1 @@
+"""Data: TTS voices, the synthetic spoken-dialogue corpus, CoM-Mixing formats, collation."""
