@@ -64,6 +64,11 @@ class DrVoiceConfig(PretrainedConfig):
         adapter_hidden_size: width of the 25 Hz user-speech features made by the adapter.
         encoder_frame_rate / speech_token_rate: 50 Hz encoder frames, 25 Hz speech tokens.
         text_loss_weight / speech_loss_weight: lambda and mu of ``lambda*L_text + mu*L_SRH``.
+        use_kernels: run the speech grouping, the SRH input (ungroup + previous-token
+            embedding) and the SRH loss through the fused ops of ``drvoice_kernels`` (Triton
+            on CUDA, their plain-torch references elsewhere; needs the ``kernels`` extra).
+            With speech labels the SRH loss then never materialises the speech logits, and
+            ``DrVoiceOutput.speech_logits`` is None. False (default): the plain-torch path.
     """
 
     model_type = "drvoice"
@@ -94,6 +99,7 @@ class DrVoiceConfig(PretrainedConfig):
         speech_token_rate: int = 25,
         text_loss_weight: float = 1.0,
         speech_loss_weight: float = 1.0,
+        use_kernels: bool = False,
         **kwargs: Any,
     ) -> None:
         self.backbone_config = _as_config(backbone_config, "qwen2")
@@ -125,6 +131,7 @@ class DrVoiceConfig(PretrainedConfig):
         self.speech_token_rate = speech_token_rate
         self.text_loss_weight = text_loss_weight
         self.speech_loss_weight = speech_loss_weight
+        self.use_kernels = use_kernels
         kwargs.setdefault("tie_word_embeddings", False)
         super().__init__(**kwargs)
         self.validate()

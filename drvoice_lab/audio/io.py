@@ -164,6 +164,7 @@ def write_audio(path: str | Path, samples: np.ndarray, rate: int = MODEL_SAMPLE_
     """Write float samples in [-1, 1] as 16-bit PCM wav (parent folders created)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0), rate,
-             subtype="PCM_16")
+    sf.write(
+        path, np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0), rate, subtype="PCM_16"
+    )
     return path
