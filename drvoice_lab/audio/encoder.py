@@ -219,6 +219,8 @@ def convert_ctranslate2_whisper(model_dir: str | Path, output_dir: str | Path) -
     """
     model_dir, output_dir = Path(model_dir), Path(output_dir)
     variables = read_ctranslate2_variables(model_dir / "model.bin")
+    if any(name.endswith("weight_scale") for name in variables):
+        raise ValueError(f"{model_dir} holds an int8/int16-quantized model; convert a float one")
     config = _ct2_whisper_config(variables, model_dir)
     tensors = _ct2_to_hf_names(variables, config)
     with torch.device("meta"):  # only to check the names: no memory, no init
@@ -327,6 +329,8 @@ class SpeechEncoder(nn.Module):
         """Load from ``EMBEDDED_WHISPER`` (converted once, cached) or a HF Whisper id / path."""
         path = resolve_encoder_path(name_or_path)
         config = _load_whisper_config(path)
+        # The decoder is loaded too and dropped at once: transformers has no encoder-only
+        # loader for Whisper checkpoints (a transient ~2x memory cost at large-v3 scale).
         encoder = WhisperModel.from_pretrained(path, config=config, dtype=dtype).encoder
         # Whisper's own front end; built from the config so no preprocessor file is needed.
         features = WhisperFeatureExtractor(feature_size=config.num_mel_bins)
@@ -348,8 +352,9 @@ class SpeechEncoder(nn.Module):
 
         ``wavs`` is one 1-D array, a 2-D (B, n) array, or a list of 1-D arrays of different
         lengths. Item ``b`` has ``lengths[b] = ceil(n_b / 320)`` valid frames; frames beyond it
-        are zero. ``pad_to_window=True`` runs every window padded to the full 30 s, as Whisper
-        (and CTranslate2) do - slower, kept for comparisons.
+        are zero; both tensors are on the encoder's device. ``pad_to_window=True`` runs every
+        window padded to the full 30 s, as Whisper (and CTranslate2) do - slower, kept for
+        comparisons.
         """
         wavs = _as_list(wavs)
         windows, owners = [], []  # 30 s pieces of every input, and the input each belongs to
@@ -362,11 +367,11 @@ class SpeechEncoder(nn.Module):
         pieces: list[list[torch.Tensor]] = [[] for _ in wavs]
         for owner, frames in zip(owners, window_frames, strict=True):
             pieces[owner].append(frames)
-        lengths = torch.tensor([self.num_frames(len(wav)) for wav in wavs])
-        out = window_frames[0].new_zeros(len(wavs), int(lengths.max()), self.hidden_size)
+        lengths = [self.num_frames(len(wav)) for wav in wavs]
+        out = window_frames[0].new_zeros(len(wavs), max(lengths), self.hidden_size)
         for index, parts in enumerate(pieces):
             out[index, : lengths[index]] = torch.cat(parts)
-        return out, lengths  # (B, F, d), (B,)
+        return out, torch.tensor(lengths, device=out.device)  # (B, F, d), (B,)
 
     def log_mel(self, windows: list[np.ndarray], mel_frames: int) -> torch.Tensor:
         """Whisper log-mel of each window (at most 30 s), first ``mel_frames`` frames.
