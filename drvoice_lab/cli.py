@@ -147,6 +147,89 @@ def cmd_data_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a recipe; re-running the same command resumes it")
+    p.add_argument("--recipe", default="tiny", help="preset name (tiny, small, 7b) or YAML/JSON")
+    p.add_argument("--out", default=None, help="run folder (default: runs/<recipe name>)")
+    p.add_argument("--corpus", default=None, help="corpus folder (overrides the recipe)")
+    p.add_argument(
+        "--stop-after",
+        type=int,
+        default=None,
+        help="stop after this many optimizer steps (the run stays resumable)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from drvoice_lab.training import load_recipe
+    from drvoice_lab.training.loop import Trainer
+
+    overrides = {"corpus": args.corpus} if args.corpus else {}
+    recipe = load_recipe(args.recipe, **overrides)
+    out = Path(args.out or Path("runs") / Path(args.recipe).stem)
+    t0 = time.perf_counter()
+    trainer = Trainer(recipe, out, progress=not args.quiet)
+    result = trainer.run(stop_after_steps=args.stop_after)
+    if trainer.is_main:
+        print(
+            f"{'stopped' if args.stop_after else 'finished'} in "
+            f"{time.perf_counter() - t0:.0f}s; metrics: {out / 'metrics.jsonl'}; "
+            f"model: {result}"
+        )
+    return 0
+
+
+def _add_chat(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("chat", help="one spoken or typed turn with a trained model")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--audio", help="the spoken question (any rate, mono or stereo)")
+    src.add_argument("--text", help="the typed question")
+    p.add_argument(
+        "--mode", default=None, help="CoM mode (default: S2M for --audio, T2M for --text)"
+    )
+    p.add_argument("--checkpoint", default=None, help="model folder (default: the shipped model)")
+    p.add_argument("--out", default=None, help="write the spoken answer here (wav)")
+    p.add_argument("--temperature", type=float, default=0.0, help="text and speech sampling")
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--max-positions", type=int, default=120)
+    p.set_defaults(func=cmd_chat)
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from drvoice_lab.audio.io import write_audio
+    from drvoice_lab.inference import SamplingConfig
+    from drvoice_lab.inference.pipeline import VoiceChat, default_checkpoint
+
+    mode = args.mode or ("S2M" if args.audio else "T2M")
+    chat = VoiceChat.from_checkpoint(args.checkpoint or default_checkpoint())
+    sampling = SamplingConfig(temperature=args.temperature, top_p=args.top_p)
+    result = chat.respond(
+        audio=args.audio,
+        text=args.text,
+        mode=mode,
+        text_sampling=sampling,
+        speech_sampling=sampling,
+        max_positions=args.max_positions,
+    )
+    print(result.text)
+    if result.audio is not None:
+        seconds = len(result.audio) / result.sample_rate
+        if args.out:
+            write_audio(args.out, result.audio, result.sample_rate)
+            print(f"[spoken answer: {seconds:.1f}s -> {args.out}]", file=sys.stderr)
+        else:
+            print(
+                f"[spoken answer: {seconds:.1f}s; pass --out FILE.wav to keep it]", file=sys.stderr
+            )
+    timing = ", ".join(
+        f"{k} {v * 1000:.0f} ms" for k, v in result.timings.items() if k != "positions"
+    )
+    print(f"[{mode}: {result.timings['positions']} positions; {timing}]", file=sys.stderr)
+    return 0
+
+
 def _preset(args: argparse.Namespace) -> DrVoiceConfig:
     overrides = {}
     if getattr(args, "group_size", None) is not None:
@@ -172,6 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_info(sub)
     _add_turn(sub)
     _add_data(sub)
+    _add_train(sub)
+    _add_chat(sub)
     return parser
 
 

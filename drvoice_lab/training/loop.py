@@ -1,0 +1,334 @@
+"""``drvoice-lab train``: run a recipe's stages with checkpoints that resume exactly.
+
+Runs as one process or under ``accelerate launch`` / ``torchrun`` (DDP through accelerate).
+Every ``save_every`` optimizer steps the run writes a checkpoint; starting the same command
+again on the same ``out`` folder resumes from the latest one and continues the same loss curve
+(data order, RNG, optimizer and schedule are all restored).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator, DistributedDataParallelKwargs
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from drvoice_lab.config import DrVoiceConfig
+from drvoice_lab.data.text_tokenizer import TextTokenizer
+from drvoice_lab.modeling import DrVoiceModel
+from drvoice_lab.training.checkpoint import (
+    latest_checkpoint,
+    load_training_state,
+    restore_rng,
+    save_checkpoint,
+)
+from drvoice_lab.training.data import DialogueBatches, FeatureStore
+from drvoice_lab.training.recipe import Recipe, Stage
+
+
+@dataclass
+class RunData:
+    train: DialogueBatches
+    eval: DialogueBatches | None
+    tokenizer: TextTokenizer
+
+
+def model_config(recipe: Recipe, tokenizer: TextTokenizer) -> DrVoiceConfig:
+    overrides = dict(recipe.model)
+    overrides.setdefault("text_pad_token_id", tokenizer.pad_id)
+    overrides.setdefault("text_eos_token_id", tokenizer.eos_id)
+    return DrVoiceConfig.from_preset(recipe.preset, **overrides)
+
+
+def build_model(recipe: Recipe, config: DrVoiceConfig) -> DrVoiceModel:
+    if recipe.init_from:
+        return DrVoiceModel.from_pretrained(recipe.init_from)
+    torch.manual_seed(recipe.seed)
+    return DrVoiceModel(config)
+
+
+def set_trainable(model: DrVoiceModel, parts: list[str]) -> list[torch.nn.Parameter]:
+    """Freeze everything but ``parts`` (backbone / srh / grouping / adapter)."""
+    for name, module in (
+        ("backbone", model.backbone),
+        ("srh", model.srh),
+        ("grouping", model.grouping),
+        ("adapter", model.adapter),
+    ):
+        for p in module.parameters():
+            p.requires_grad_(name in parts)
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def lr_lambda(stage: Stage):
+    """Linear warm-up, then cosine from lr down to min_lr (as a factor of lr)."""
+    floor = (stage.min_lr if stage.min_lr is not None else stage.lr / 10) / stage.lr
+
+    def factor(step: int) -> float:
+        if step < stage.warmup_steps:
+            return (step + 1) / stage.warmup_steps
+        progress = (step - stage.warmup_steps) / max(1, stage.steps - stage.warmup_steps)
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def core_cocktail_merge(
+    model: DrVoiceModel, base_backbone: dict[str, torch.Tensor], alpha: float
+) -> None:
+    """Backbone <- alpha * M1 + (1 - alpha) * M0, M0 = the backbone when training started."""
+    with torch.no_grad():
+        for name, param in model.backbone.state_dict().items():
+            if name in base_backbone and param.is_floating_point():
+                param.copy_(alpha * param + (1 - alpha) * base_backbone[name].to(param))
+
+
+def prepare_run_data(recipe: Recipe, progress: bool = True) -> RunData:
+    """Corpus, text tokenizer and cached speech features (encoded on first use)."""
+    from drvoice_lab.audio.encoder import SpeechEncoder
+    from drvoice_lab.audio.speech_tokenizer import load_speech_tokenizer
+    from drvoice_lab.data.corpus import default_corpus_dir, load_dialogues
+
+    corpus = Path(recipe.corpus) if recipe.corpus else default_corpus_dir()
+    if not (corpus / "dialogues.jsonl").exists():
+        raise ValueError(
+            f"no corpus at {corpus}: run `drvoice-lab data build` first "
+            "(or set `corpus:` in the recipe)"
+        )
+    tokenizer = TextTokenizer.load(corpus / "text_tokenizer.json")
+    config = model_config(recipe, tokenizer)
+    encoder = SpeechEncoder.from_pretrained(config.encoder_name_or_path)
+    speech_tokenizer = load_speech_tokenizer()
+    features = FeatureStore(
+        corpus,
+        encoder,
+        speech_tokenizer,
+        encoder_name=config.encoder_name_or_path,
+        tokenizer_name=getattr(speech_tokenizer, "name", type(speech_tokenizer).__name__),
+    )
+    features.prepare(
+        load_dialogues(corpus, "train") + load_dialogues(corpus, "test_question"), progress=progress
+    )
+    train = DialogueBatches(corpus, "train", config, tokenizer, features, recipe.seed)
+    held_out = DialogueBatches(corpus, "test_question", config, tokenizer, features, recipe.seed)
+    return RunData(train=train, eval=held_out, tokenizer=tokenizer)
+
+
+class Trainer:
+    def __init__(
+        self,
+        recipe: Recipe,
+        out_dir: str | Path,
+        data: RunData | None = None,
+        progress: bool = True,
+    ) -> None:
+        recipe.validate()
+        self.recipe, self.out = recipe, Path(out_dir)
+        self.accelerator = Accelerator(
+            mixed_precision="bf16" if torch.cuda.is_available() else "no",
+            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+        )
+        self.is_main = self.accelerator.is_main_process
+        if data is None:
+            with self.accelerator.main_process_first():
+                data = prepare_run_data(recipe, progress=progress and self.is_main)
+        self.data = data
+        self.progress = progress and self.is_main
+        self.config = model_config(recipe, data.tokenizer)
+        self.model = build_model(recipe, self.config)
+        self.log_path = self.out / "metrics.jsonl"
+
+    # ------------------------------------------------------------------ helpers
+    def _log(self, record: dict) -> None:
+        if self.is_main:
+            with self.log_path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def _truncate_log(self, step: int) -> None:
+        """Drop log lines past the resumed step (they belong to the killed run's tail)."""
+        if self.is_main and self.log_path.exists():
+            kept = [
+                line
+                for line in self.log_path.read_text().splitlines()
+                if json.loads(line).get("step", 0) <= step
+            ]
+            self.log_path.write_text("".join(line + "\n" for line in kept))
+
+    def _base_backbone(self) -> dict[str, torch.Tensor] | None:
+        if not any(s.is_merge for s in self.recipe.stages):
+            return None
+        path = self.out / "base_backbone.safetensors"
+        if not path.exists() and self.is_main:
+            state = {
+                k: v.detach().cpu().contiguous()
+                for k, v in self.model.backbone.state_dict().items()
+            }
+            save_file(state, str(path))
+        self.accelerator.wait_for_everyone()
+        return load_file(str(path))
+
+    def _eval_loss(self, stage: Stage, model) -> float | None:
+        if self.data.eval is None or self.recipe.eval_batches < 1:
+            return None
+        model.eval()
+        acc = self.accelerator
+        total = torch.zeros((), device=acc.device)
+        with torch.no_grad():
+            for i in range(self.recipe.eval_batches):
+                batch = self.data.eval.batch(
+                    i, self.recipe.batch_size, stage.modes, acc.process_index, acc.num_processes
+                )
+                total += model(**{k: v.to(acc.device) for k, v in batch.items()}).loss
+        model.train()
+        return float(acc.reduce(total, "mean")) / self.recipe.eval_batches
+
+    # ------------------------------------------------------------------ the run
+    def run(self, stop_after_steps: int | None = None) -> Path:
+        """Train all stages (or stop after ``stop_after_steps`` optimizer steps of this call)."""
+        acc, recipe = self.accelerator, self.recipe
+        self.out.mkdir(parents=True, exist_ok=True)
+        if self.is_main:
+            (self.out / "recipe.json").write_text(json.dumps(recipe.to_dict(), indent=1))
+        base_backbone = self._base_backbone()
+        resume = latest_checkpoint(self.out)
+        position = {"stage": 0, "stage_step": 0, "micro_batch": 0, "global_step": 0}
+        if resume is not None:
+            position = json.loads((resume / "trainer.json").read_text())["position"]
+            self.model = DrVoiceModel.from_pretrained(resume / "model")
+            restore_rng(resume)
+            self._truncate_log(position["global_step"])
+        done_here = 0
+        bar = tqdm(
+            total=recipe.total_steps,
+            initial=position["global_step"],
+            desc="training",
+            disable=not self.progress,
+            unit="step",
+        )
+        for index in range(position["stage"], len(recipe.stages)):
+            stage = recipe.stages[index]
+            first_step = position["stage_step"] if index == position["stage"] else 0
+            if stage.is_merge:
+                if first_step == 0:
+                    core_cocktail_merge(self.model, base_backbone, stage.merge_alpha)
+                    self._log(
+                        {
+                            "step": position["global_step"],
+                            "stage": stage.name,
+                            "merge_alpha": stage.merge_alpha,
+                        }
+                    )
+                continue
+            params = set_trainable(self.model, stage.train)
+            optimizer = torch.optim.AdamW(params, lr=stage.lr, weight_decay=recipe.weight_decay)
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(stage))
+            model, optimizer = acc.prepare(self.model, optimizer)
+            if resume is not None and index == position["stage"] and first_step > 0:
+                trainer_state = load_training_state(resume, optimizer)
+                scheduler.load_state_dict(trainer_state["scheduler"])
+            model.train()
+            for step in range(first_step, stage.steps):
+                t0 = time.perf_counter()
+                losses = self._optimizer_step(model, optimizer, stage, position["micro_batch"])
+                scheduler.step()
+                position["micro_batch"] += recipe.grad_accum
+                position["global_step"] += 1
+                position["stage_step"] = step + 1
+                gstep = position["global_step"]
+                bar.update()
+                bar.set_postfix(loss=f"{losses['loss']:.3f}", stage=stage.name)
+                if gstep % recipe.log_every == 0 or step == first_step:
+                    self._log(
+                        {
+                            "step": gstep,
+                            "stage": stage.name,
+                            **losses,
+                            "lr": scheduler.get_last_lr()[0],
+                            "step_seconds": round(time.perf_counter() - t0, 4),
+                        }
+                    )
+                if recipe.eval_every and gstep % recipe.eval_every == 0:
+                    self._log(
+                        {
+                            "step": gstep,
+                            "stage": stage.name,
+                            "eval_loss": self._eval_loss(stage, model),
+                        }
+                    )
+                finished_stage = step + 1 == stage.steps
+                if gstep % recipe.save_every == 0 or finished_stage:
+                    self._save(position, index, optimizer, scheduler, finished_stage)
+                done_here += 1
+                if stop_after_steps is not None and done_here >= stop_after_steps:
+                    bar.close()
+                    return self.out
+            self.model = acc.unwrap_model(model)
+            acc.free_memory()
+            position.update(stage=index + 1, stage_step=0)
+        bar.close()
+        return self._export()
+
+    def _optimizer_step(self, model, optimizer, stage: Stage, micro_batch: int) -> dict:
+        acc, recipe = self.accelerator, self.recipe
+        totals = {"loss": 0.0, "text_loss": 0.0, "speech_loss": 0.0}
+        for micro in range(recipe.grad_accum):
+            batch = self.data.train.batch(
+                micro_batch + micro,
+                recipe.batch_size,
+                stage.modes,
+                acc.process_index,
+                acc.num_processes,
+            )
+            batch = {k: v.to(acc.device) for k, v in batch.items()}
+            last = micro == recipe.grad_accum - 1
+            with nullcontext() if last else acc.no_sync(model), acc.autocast():
+                out = model(**batch)
+                acc.backward(out.loss / recipe.grad_accum)
+            for key in totals:
+                value = getattr(out, key)
+                totals[key] += 0.0 if value is None else float(value) / recipe.grad_accum
+        if recipe.clip_grad:
+            acc.clip_grad_norm_(model.parameters(), recipe.clip_grad)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        reduced = acc.reduce(torch.tensor(list(totals.values()), device=acc.device), "mean")
+        return {k: round(float(v), 6) for k, v in zip(totals, reduced, strict=True)}
+
+    def _save(self, position, stage_index, optimizer, scheduler, finished_stage) -> None:
+        acc = self.accelerator
+        acc.wait_for_everyone()
+        if self.is_main:
+            unwrapped = acc.unwrap_model(self.model)
+            saved = dict(position)
+            if finished_stage:  # resume at the start of the next stage
+                saved.update(stage=stage_index + 1, stage_step=0)
+            save_checkpoint(
+                self.out,
+                position["global_step"],
+                save_model=lambda folder: unwrapped.save_pretrained(folder),
+                optimizer=optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer,
+                scheduler_state=scheduler.state_dict(),
+                extra={"position": saved},
+                keep=self.recipe.keep_checkpoints,
+            )
+        acc.wait_for_everyone()
+
+    def _export(self) -> Path:
+        """The final model folder: weights, config, text tokenizer, recipe."""
+        final = self.out / "final"
+        if self.is_main:
+            model = self.accelerator.unwrap_model(self.model)
+            model.save_pretrained(final)
+            if self.data.tokenizer._backend is not None:
+                self.data.tokenizer.save(final / "text_tokenizer.json")
+            shutil.copy(self.out / "recipe.json", final / "recipe.json")
+        self.accelerator.wait_for_everyone()
+        return final

@@ -1,0 +1,165 @@
+"""Training recipes: one YAML/JSON file (or a named preset) says everything about a run.
+
+A recipe has global settings and a list of stages run in order. A stage either trains
+(modes, steps, learning rates) or merges (Core-Cocktail: ``alpha * M1 + (1 - alpha) * M0``
+with the backbone as it was when training started). The paper's schedule, as a recipe::
+
+    stages:
+      - {name: srh_pretrain, modes: {T2M: 1}, steps: 400, lr: 3e-3, train: [srh, grouping]}
+      - {name: stage1, modes: {S2M: 3, S2T: 1, T2M: 1, T2T: 1, STC: 1}, steps: 2000, lr: 1e-4}
+      - {name: merge, merge_alpha: 0.5}
+      - {name: stage2, modes: {...}, steps: 1000, lr: 2e-5}
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from drvoice_lab.config import PRESETS
+from drvoice_lab.data.com import MODES
+
+TRAINABLE_PARTS = ("backbone", "srh", "grouping", "adapter")
+
+
+@dataclass
+class Stage:
+    name: str
+    steps: int = 0
+    lr: float = 1e-3
+    min_lr: float | None = None  # end of the cosine; default lr / 10
+    warmup_steps: int = 0
+    modes: dict[str, float] = field(default_factory=lambda: {"S2M": 1.0})
+    train: list[str] = field(default_factory=lambda: list(TRAINABLE_PARTS))
+    merge_alpha: float | None = None  # set -> a Core-Cocktail merge stage, no training
+
+    @property
+    def is_merge(self) -> bool:
+        return self.merge_alpha is not None
+
+    def validate(self) -> None:
+        if self.is_merge:
+            if not 0.0 <= self.merge_alpha <= 1.0:
+                raise ValueError(f"stage {self.name}: merge_alpha must be in [0, 1]")
+            return
+        if self.steps < 1:
+            raise ValueError(f"stage {self.name}: steps must be >= 1")
+        if self.lr <= 0:
+            raise ValueError(f"stage {self.name}: lr must be > 0")
+        unknown = set(self.modes) - set(MODES)
+        if unknown:
+            raise ValueError(f"stage {self.name}: unknown CoM modes {sorted(unknown)}")
+        bad = set(self.train) - set(TRAINABLE_PARTS)
+        if bad:
+            raise ValueError(
+                f"stage {self.name}: unknown parts {sorted(bad)}; choose from {TRAINABLE_PARTS}"
+            )
+
+
+@dataclass
+class LoraSettings:
+    rank: int = 8
+    alpha: float = 16.0
+    dropout: float = 0.0
+    target_modules: list[str] = field(
+        default_factory=lambda: [
+            "q_proj",
+            "k_proj",
+            "v_proj",
+            "o_proj",
+            "gate_proj",
+            "up_proj",
+            "down_proj",
+        ]
+    )
+    srh: str = "full"  # "full" (train the SRH) | "lora" | "frozen"
+
+
+@dataclass
+class Recipe:
+    preset: str = "tiny"
+    model: dict[str, Any] = field(default_factory=dict)  # DrVoiceConfig overrides
+    corpus: str | None = None  # default: the cache's default corpus
+    init_from: str | None = None  # a DrVoice checkpoint folder to start from
+    seed: int = 0
+    batch_size: int = 16
+    grad_accum: int = 1
+    weight_decay: float = 0.0
+    clip_grad: float = 1.0
+    log_every: int = 10
+    eval_every: int = 200
+    eval_batches: int = 4
+    save_every: int = 100
+    keep_checkpoints: int = 2
+    lora: LoraSettings | None = None
+    stages: list[Stage] = field(default_factory=list)
+
+    @property
+    def total_steps(self) -> int:
+        return sum(s.steps for s in self.stages if not s.is_merge)
+
+    def validate(self) -> None:
+        if self.preset not in PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}; choose one of {sorted(PRESETS)}")
+        if self.batch_size < 1 or self.grad_accum < 1:
+            raise ValueError("batch_size and grad_accum must be >= 1")
+        if not self.stages:
+            raise ValueError("a recipe needs at least one stage")
+        names = [s.name for s in self.stages]
+        if len(set(names)) != len(names):
+            raise ValueError(f"stage names must be unique, got {names}")
+        for stage in self.stages:
+            stage.validate()
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Recipe:
+        known = {f.name for f in fields(cls)}
+        unknown = set(raw) - known
+        if unknown:
+            raise ValueError(f"unknown recipe keys {sorted(unknown)}; known: {sorted(known)}")
+        raw = dict(raw)
+        raw["stages"] = [_stage(s) for s in raw.get("stages", [])]
+        if raw.get("lora") is not None:
+            raw["lora"] = LoraSettings(**raw["lora"])
+        recipe = cls(**raw)
+        recipe.validate()
+        return recipe
+
+
+def _stage(raw: dict[str, Any]) -> Stage:
+    known = {f.name for f in fields(Stage)}
+    unknown = set(raw) - known
+    if unknown:
+        raise ValueError(f"unknown stage keys {sorted(unknown)}; known: {sorted(known)}")
+    return Stage(**raw)
+
+
+RECIPE_DIR = Path(__file__).resolve().parent / "recipes"
+
+
+def load_recipe(name_or_path: str, **overrides: Any) -> Recipe:
+    """A preset name (``tiny``, ``small``, ``7b``) or a .yaml/.yml/.json file."""
+    path = Path(name_or_path)
+    if not path.exists():
+        path = RECIPE_DIR / f"{name_or_path}.yaml"
+        if not path.exists():
+            names = sorted(p.stem for p in RECIPE_DIR.glob("*.yaml"))
+            raise ValueError(
+                f"no recipe file {name_or_path!r} and no preset of that name (presets: {names})"
+            )
+    text = path.read_text()
+    try:
+        raw = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as err:
+        raise ValueError(f"cannot parse recipe {path}: {err}") from err
+    if not isinstance(raw, dict):
+        raise ValueError(f"recipe {path} must be a mapping of settings")
+    raw.update(overrides)
+    return Recipe.from_dict(raw)
