@@ -230,6 +230,40 @@ def cmd_chat(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="answer accuracy per CoM mode and voice, speech-text WER")
+    p.add_argument("--checkpoint", default=None, help="model folder (default: the shipped model)")
+    p.add_argument("--corpus", default=None, help="corpus folder (default: the default corpus)")
+    p.add_argument(
+        "--split", default="test_question", choices=["train", "test_question", "test_voice"]
+    )
+    p.add_argument("--modes", default="S2T,S2M,T2M,T2T,STC", help="comma-separated CoM modes")
+    p.add_argument("--limit", type=int, default=None, help="first N dialogues of the split")
+    p.add_argument("--out", default=None, help="folder for eval.json and eval.md")
+    p.set_defaults(func=cmd_eval)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from drvoice_lab.data.corpus import default_corpus_dir
+    from drvoice_lab.evaluation.evaluate import evaluate, markdown_table, write_report
+    from drvoice_lab.inference.pipeline import VoiceChat, default_checkpoint
+
+    checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
+    chat = VoiceChat.from_checkpoint(checkpoint)
+    report = evaluate(
+        chat,
+        args.corpus or default_corpus_dir(),
+        args.split,
+        tuple(m.strip() for m in args.modes.split(",") if m.strip()),
+        args.limit,
+    )
+    report["checkpoint"] = str(checkpoint)
+    print(markdown_table(report))
+    json_path, _ = write_report(report, args.out or checkpoint / "eval" / args.split)
+    print(f"written: {json_path} (+ eval.md)")
+    return 0
+
+
 def _preset(args: argparse.Namespace) -> DrVoiceConfig:
     overrides = {}
     if getattr(args, "group_size", None) is not None:
@@ -257,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(sub)
     _add_train(sub)
     _add_chat(sub)
+    _add_eval(sub)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""Evaluation: answer metrics, Whisper ASR-WER of spoken answers, per-mode and per-voice reports."""

