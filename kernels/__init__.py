@@ -6,7 +6,8 @@ named ``kernels`` exists and transformers probes for it, so this folder must not
 Each op is a kernel file: ``@triton.jit`` kernels, a launcher, a ``torch.autograd.Function``
 and a plain-torch reference of the same math. The public function dispatches: Triton on CUDA
 tensors (or on CPU tensors when ``TRITON_INTERPRET=1`` was set before this package was
-imported), the reference otherwise; ``backend="triton" | "torch"`` forces one.
+imported), the reference otherwise; ``backend="triton" | "torch"`` forces one. Under autocast
+the fused ops cast their operands as ``F.linear`` would, so they match the references there too.
 
 * ``fused_grouping``            - embed k speech ids and apply the grouping linear W_g
   (concat or mean) without the (B, T/k, k*d) concat; backward scatters dE.
@@ -19,7 +20,7 @@ The model uses them when ``DrVoiceConfig.use_kernels`` is True. Benchmarks: ``be
 """
 
 from ._common import INTERPRETED, poisoned_outputs, use_triton
-from .embedding_grad import embedding_grad, embedding_grad_reference
+from .embedding_scatter import embedding_grad, embedding_grad_reference
 from .grouping import fused_grouping, grouping_reference
 from .linear_cross_entropy import fused_linear_cross_entropy, linear_cross_entropy_reference
 from .srh_ungroup import fused_ungroup, ungroup_reference

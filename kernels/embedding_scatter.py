@@ -56,8 +56,8 @@ def _segment_sum_kernel(
     v = tl.program_id(0)
     cols = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
     col_ok = cols < d
-    start = tl.load(offsets_ptr + v)
-    end = tl.load(offsets_ptr + v + 1)
+    start = tl.load(offsets_ptr + v).to(tl.int32)
+    end = tl.load(offsets_ptr + v + 1).to(tl.int32)
     if v == padding_idx:
         end = start
     acc = tl.zeros((BLOCK_R, BLOCK_D), dtype=tl.float32)

@@ -5,7 +5,8 @@ Math (``SpeechGrouping`` in drvoice_lab/modeling/grouping.py), for position n of
     concat:  g_n = W_g . concat(E[s_{nk}], ..., E[s_{nk+k-1}]) + b      W_g: (D, k*d)
     mean:    g_n = W_g . mean(E[s_{nk}], ..., E[s_{nk+k-1}]) + b        W_g: (D, d)
 
-Ids past the end of a row (T not a multiple of k) read as ``pad_id``. The forward kernel is a
+Ids past the end of a row (T not a multiple of k) read as ``pad_id``; gathered rows are cast
+to W_g's dtype (under autocast, W_g's autocast copy). The forward kernel is a
 GEMM whose A operand is gathered from the embedding table on the fly, so the (B, T/k, k*d)
 concat is never materialised. Backward: dW_g by the same gather-GEMM (rows reduced inside one
 program: deterministic), db by a sum, and dE by ``G @ W_g`` (cuBLAS) scattered into the table
@@ -19,8 +20,8 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 
-from ._common import block, contiguous, dot_precision, new_output, use_triton
-from .embedding_grad import embedding_grad
+from ._common import autocast_cast, block, contiguous, dot_precision, new_output, use_triton
+from .embedding_scatter import embedding_grad
 
 MODES = ("concat", "mean")
 
@@ -36,19 +37,34 @@ def _group_token_ids(ids_ptr, rows, row_ok, N, T, j, pad_id, K: tl.constexpr):
 
 @triton.jit
 def _group_block(
-    ids_ptr, emb_ptr, rows, row_ok, cols_d, N, T, d, j, pad_id, K: tl.constexpr, MEAN: tl.constexpr
+    ids_ptr,
+    emb_ptr,
+    rows,
+    row_ok,
+    cols_d,
+    N,
+    T,
+    d,
+    j,
+    pad_id,
+    K: tl.constexpr,
+    MEAN: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_D: tl.constexpr,
 ):
     """(BM, BD) slice of the embeddings of token j (concat) or of the group mean (mean)."""
     mask = row_ok[:, None] & (cols_d[None, :] < d)
     if MEAN:
-        total = tl.zeros((rows.shape[0], cols_d.shape[0]), dtype=tl.float32)
+        total = tl.zeros((BLOCK_M, BLOCK_D), dtype=tl.float32)
         for jj in tl.static_range(K):
             ids = _group_token_ids(ids_ptr, rows, row_ok, N, T, jj, pad_id, K)
             x = tl.load(emb_ptr + ids[:, None] * d + cols_d[None, :], mask=mask, other=0.0)
             total += x.to(tl.float32)
-        return (total / K).to(emb_ptr.dtype.element_ty)
-    ids = _group_token_ids(ids_ptr, rows, row_ok, N, T, j, pad_id, K)
-    return tl.load(emb_ptr + ids[:, None] * d + cols_d[None, :], mask=mask, other=0.0)
+        block = (total / K).to(emb_ptr.dtype.element_ty)
+    else:
+        ids = _group_token_ids(ids_ptr, rows, row_ok, N, T, j, pad_id, K)
+        block = tl.load(emb_ptr + ids[:, None] * d + cols_d[None, :], mask=mask, other=0.0)
+    return block
 
 
 @triton.jit
@@ -82,10 +98,25 @@ def _grouping_fwd_kernel(
         cols_d = d0 + tl.arange(0, BLOCK_K)
         w_mask = (cols_d[:, None] < d) & col_ok[None, :]
         for j in tl.static_range(GROUPS):
-            x = _group_block(ids_ptr, emb_ptr, rows, row_ok, cols_d, N, T, d, j, pad_id, K, MEAN)
+            x = _group_block(
+                ids_ptr,
+                emb_ptr,
+                rows,
+                row_ok,
+                cols_d,
+                N,
+                T,
+                d,
+                j,
+                pad_id,
+                K,
+                MEAN,
+                BLOCK_M,
+                BLOCK_K,
+            )
             w_offsets = cols[None, :] * w_stride + j * d + cols_d[:, None]
             w = tl.load(w_ptr + w_offsets, mask=w_mask, other=0.0)  # (BK, BN) = W^T tile
-            acc = tl.dot(x, w, acc, input_precision=PRECISION)
+            acc = tl.dot(x.to(w.dtype), w, acc, input_precision=PRECISION)
     if HAS_BIAS:
         acc += tl.load(bias_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)[None, :]
     out_offsets = rows.to(tl.int64)[:, None] * D + cols[None, :]
@@ -122,8 +153,10 @@ def _grouping_dw_kernel(
         row_ok = rows < R
         g_offsets = rows.to(tl.int64)[:, None] * D + outs[None, :]
         g = tl.load(grad_ptr + g_offsets, mask=row_ok[:, None] & out_ok[None, :], other=0.0)
-        x = _group_block(ids_ptr, emb_ptr, rows, row_ok, cols_d, N, T, d, j, pad_id, K, MEAN)
-        acc = tl.dot(tl.trans(g), x, acc, input_precision=PRECISION)  # (BO, BD)
+        x = _group_block(
+            ids_ptr, emb_ptr, rows, row_ok, cols_d, N, T, d, j, pad_id, K, MEAN, BLOCK_R, BLOCK_D
+        )
+        acc = tl.dot(tl.trans(g), x.to(g.dtype), acc, input_precision=PRECISION)  # (BO, BD)
     w_stride = d if MEAN else K * d
     dw_offsets = outs[:, None] * w_stride + j * d + cols_d[None, :]
     mask = out_ok[:, None] & (cols_d[None, :] < d)
@@ -207,24 +240,20 @@ class FusedGroupingFunction(torch.autograd.Function):
         if need_b and has_bias:
             grad_b = grad.reshape(-1, out_dim).sum(0, dtype=torch.float32).to(weight.dtype)
         if need_emb:
-            grad_emb = _embedding_grad(grad, ids, embedding, weight, k, pad_id, mode)
-            grad_emb = _scatter(grad_emb, ids, embedding, k, pad_id, padding_idx, deterministic)
+            rows = _gathered_row_grads(grad, weight, k, embedding.shape[1], mode)  # (B*N*k, d)
+            flat_ids = _padded_ids(ids, k, pad_id).reshape(-1)  # (B*N*k,)
+            num_embeddings = embedding.shape[0]
+            grad_emb = embedding_grad(rows, flat_ids, num_embeddings, padding_idx, deterministic)
+            grad_emb = grad_emb.to(embedding.dtype)
         return None, grad_emb, grad_w, grad_b, None, None, None, None, None
 
 
-def _embedding_grad(grad, ids, embedding, weight, k, pad_id, mode):
-    """Gradient of every gathered embedding row: (B, N, D) @ W_g -> (B*N*k, d)."""
-    d = embedding.shape[1]
+def _gathered_row_grads(grad, weight, k, d, mode):
+    """Gradient of every gathered embedding row: (B, N, D) @ W_g -> (B*N*k, d) (cuBLAS)."""
     dx = grad.reshape(-1, weight.shape[0]) @ weight  # (B*N, k*d) or (B*N, d)
     if mode == "mean":
         dx = (dx / k).unsqueeze(1).expand(-1, k, d)  # (B*N, k, d)
     return dx.reshape(-1, d)  # (B*N*k, d)
-
-
-def _scatter(rows, ids, embedding, k, pad_id, padding_idx, deterministic):
-    flat_ids = _padded_ids(ids, k, pad_id).reshape(-1)  # (B*N*k,)
-    grad = embedding_grad(rows, flat_ids, embedding.shape[0], padding_idx, deterministic)
-    return grad.to(embedding.dtype)
 
 
 # ---------------------------------------------------------------------------- reference
@@ -274,6 +303,7 @@ def fused_grouping(
     """
     if not use_triton(ids, embedding, weight, backend=backend):
         return grouping_reference(ids, embedding, weight, bias, k, pad_id, mode, padding_idx)
+    weight, bias = autocast_cast(weight, bias)  # the table stays; rows are cast as loaded
     return FusedGroupingFunction.apply(
         ids, embedding, weight, bias, k, pad_id, mode, padding_idx, deterministic
     )

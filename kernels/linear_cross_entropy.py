@@ -22,7 +22,7 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 
-from ._common import INTERPRETED, contiguous, new_output, use_triton
+from ._common import INTERPRETED, autocast_cast, contiguous, new_output, use_triton
 
 REDUCTIONS = ("mean", "sum")
 
@@ -98,8 +98,10 @@ def linear_cross_entropy_forward(
         )  # fmt: skip
         if need_h:
             torch.matmul(logits, weight, out=grad_h[start:end])  # (C, d)
-        if need_w:
-            grad_w += (logits.t() @ h).float()  # (V, d)
+        if need_w and h.dtype == torch.float32:
+            grad_w.addmm_(logits.t(), h)  # (V, d)
+        elif need_w:
+            grad_w += (logits.t() @ h).float()  # (V, d), accumulated in fp32
     ce = loss_rows.sum() * scale
     z = z_rows.sum() * scale
     return ce, z, grad_h, grad_w
@@ -184,7 +186,10 @@ def fused_linear_cross_entropy(
         return linear_cross_entropy_reference(
             hidden, weight, labels, ignore_index, reduction, z_loss_weight, return_z_loss
         )
-    loss, z = FusedLinearCrossEntropyFunction.apply(
+    hidden, weight = autocast_cast(hidden, weight)
+    if hidden.dtype != weight.dtype:
+        raise ValueError(f"hidden is {hidden.dtype} but weight is {weight.dtype}")
+    args = (
         hidden.reshape(-1, hidden.shape[-1]),  # (N, d)
         weight,
         labels.reshape(-1),  # (N,)
@@ -193,4 +198,9 @@ def fused_linear_cross_entropy(
         float(z_loss_weight),
         chunk_size,
     )
+    if torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad):
+        loss, z = FusedLinearCrossEntropyFunction.apply(*args)
+    else:  # evaluation: skip the gradient GEMMs
+        ce, z, _, _ = linear_cross_entropy_forward(*contiguous(*args[:3]), *args[3:], False, False)
+        loss = ce + z_loss_weight * z
     return (loss, z) if return_z_loss else loss

@@ -18,8 +18,8 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 
-from ._common import block, contiguous, dot_precision, new_output, use_triton
-from .embedding_grad import embedding_grad
+from ._common import autocast_cast, block, contiguous, dot_precision, new_output, use_triton
+from .embedding_scatter import embedding_grad
 
 
 @triton.jit
@@ -57,7 +57,7 @@ def _ungroup_fwd_kernel(
     if HAS_BIAS:
         acc += tl.load(bias_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)[None, :]
     # Round the sub-states like a separate linear would, then add the embeddings.
-    sub = acc.to(out_ptr.dtype.element_ty).to(tl.float32)
+    sub = acc.to(w_ptr.dtype.element_ty).to(tl.float32)
     mask = row_ok[:, None] & col_ok[None, :]
     j, feature = cols // d, cols % d
     prev = tl.load(prev_ptr + rows64[:, None] * K + j[None, :], mask=mask, other=0).to(tl.int64)
@@ -71,7 +71,8 @@ def ungroup_forward(hidden, weight, bias, prev_tokens, embedding):
     b, n, hidden_size = hidden.shape
     c, d = weight.shape[0], embedding.shape[1]
     r, k = b * n, c // d
-    out = new_output((b, n * k, d), embedding.dtype, hidden.device)
+    out_dtype = torch.promote_types(weight.dtype, embedding.dtype)  # as in `linear + embedding`
+    out = new_output((b, n * k, d), out_dtype, hidden.device)
     bm, bn, bk = block(r, 64), block(c, 64), block(hidden_size, 32)
     grid = (triton.cdiv(r, bm), triton.cdiv(c, bn))
     _ungroup_fwd_kernel[grid](
@@ -101,7 +102,7 @@ class FusedUngroupFunction(torch.autograd.Function):
         num_embeddings, emb_dtype, padding_idx, deterministic = ctx.config
         need_h, need_w, need_b, _, need_emb = ctx.needs_input_grad[:5]
         c, hidden_size = weight.shape
-        grad = grad_out.contiguous().view(-1, c)  # (B*N, k*d)
+        grad = grad_out.contiguous().view(-1, c).to(weight.dtype)  # (B*N, k*d)
         grad_h = grad_w = grad_b = grad_emb = None
         if need_h:
             grad_h = (grad @ weight).view(hidden.shape)  # (B, N, D)
@@ -166,6 +167,9 @@ def fused_ungroup(
         raise ValueError(f"prev_tokens must be (B, N*k) = {(b, n * k)}, got {prev_tokens.shape}")
     if not use_triton(hidden, weight, embedding, backend=backend):
         return ungroup_reference(hidden, weight, bias, prev_tokens, embedding, padding_idx)
+    hidden, weight, bias = autocast_cast(hidden, weight, bias)
+    if hidden.dtype != weight.dtype:
+        raise ValueError(f"hidden is {hidden.dtype} but W_p is {weight.dtype}")
     return FusedUngroupFunction.apply(
         hidden, weight, bias, prev_tokens, embedding, padding_idx, deterministic
     )

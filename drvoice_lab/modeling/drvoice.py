@@ -9,6 +9,9 @@ Follow one training example through ``DrVoiceModel.forward``:
 3. ``run_backbone`` runs the HF causal LM on ``inputs_embeds`` -> hidden h_t and text logits.
 4. The SRH turns h_t into logits for the k tokens of group t+1 (25 Hz, autoregressive).
 5. Loss ``lambda * L_text + mu * L_SRH``, both next-position, both masked with -100.
+
+``config.use_kernels`` routes steps 2 (speech grouping), 4 (SRH input) and the SRH loss
+through the fused ops of ``drvoice_kernels``; the SRH loss then skips the speech logits.
 """
 
 from __future__ import annotations
@@ -42,7 +45,8 @@ class AlignedChannels:
 @dataclass
 class DrVoiceOutput(ModelOutput):
     """Model outputs. ``speech_logits[:, j]`` scores ``speech_ids[:, k + j]``: the SRH covers
-    groups 1..N-1, made from hidden states h_0..h_{N-2}."""
+    groups 1..N-1, made from hidden states h_0..h_{N-2}. With ``config.use_kernels`` and
+    speech labels, the SRH loss is computed without logits and ``speech_logits`` is None."""
 
     loss: torch.Tensor | None = None
     text_loss: torch.Tensor | None = None
@@ -66,6 +70,16 @@ def masked_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Te
     total = F.cross_entropy(flat_logits, flat_labels, ignore_index=IGNORE_INDEX, reduction="sum")
     count = (flat_labels != IGNORE_INDEX).sum().clamp(min=1)
     return total / count
+
+
+def masked_linear_cross_entropy(
+    states: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor
+) -> torch.Tensor:
+    """``masked_cross_entropy(F.linear(states, weight), labels)`` without the (..., V) logits:
+    the chunked fused linear + cross-entropy of ``drvoice_kernels``."""
+    from drvoice_kernels import fused_linear_cross_entropy
+
+    return fused_linear_cross_entropy(states, weight, labels, ignore_index=IGNORE_INDEX)
 
 
 class DrVoicePreTrainedModel(PreTrainedModel):
@@ -209,7 +223,9 @@ class DrVoiceModel(DrVoicePreTrainedModel):
         User speech: ``user_features`` (B, F, d_enc) are 50 Hz encoder frames; the j-th True
         entry of ``user_position_mask`` (B, N) in a row takes that row's j-th grouped frame.
         """
-        speech = self.grouping(self.speech_embedding(speech_ids))  # (B, N, D)
+        speech = self.grouping.group_tokens(
+            speech_ids, self.speech_embedding, fused=self.config.use_kernels
+        )  # (B, N, D)
         if user_features is not None:
             speech = self._insert_user_speech(
                 speech, user_features, user_feature_lengths, user_position_mask
@@ -285,15 +301,22 @@ class DrVoiceModel(DrVoicePreTrainedModel):
         hidden, text_logits = self.run_backbone(inputs, ch.attention_mask)  # (B, N, D), (B, N, V)
 
         # SRH over groups 1..N-1: sub-states from h_0..h_{N-2}, previous tokens shifted by one.
-        substates = self.srh.substates(hidden[:, :-1])  # (B, (N-1)*k, d_s)
+        fused = self.config.use_kernels
         prev_tokens = ch.speech_ids[:, k - 1 : -1]  # (B, (N-1)*k)
+        srh_inputs = self.srh.inputs(hidden[:, :-1], prev_tokens, fused)  # (B, (N-1)*k, d_s)
         srh_mask = ch.attention_mask[:, 1:].repeat_interleave(k, dim=1)
-        speech_logits = self.srh(substates, prev_tokens, srh_mask)  # (B, (N-1)*k, V_s)
+        srh_states = self.srh.states(srh_inputs, srh_mask)  # (B, (N-1)*k, d_s)
+        fused_loss = fused and ch.speech_labels is not None and self.srh.fusable_output
+        speech_logits = None if fused_loss else self.srh.logits(srh_states)  # (B, (N-1)*k, V_s)
 
         text_loss = speech_loss = loss = None
         if ch.text_labels is not None:
             text_loss = masked_cross_entropy(text_logits[:, :-1], ch.text_labels[:, 1:])
-        if ch.speech_labels is not None:
+        if fused_loss:
+            speech_loss = masked_linear_cross_entropy(
+                srh_states, self.srh.output_weight, ch.speech_labels[:, k:]
+            )
+        elif ch.speech_labels is not None:
             speech_loss = masked_cross_entropy(speech_logits, ch.speech_labels[:, k:])
         if text_loss is not None or speech_loss is not None:
             zero = hidden.new_zeros(())

@@ -45,6 +45,33 @@ class SpeechGrouping(nn.Module):
             pooled = groups.mean(dim=2)  # (B, N, d_s)
         return self.proj(pooled)  # (B, N, D)
 
+    def group_tokens(
+        self, ids: torch.Tensor, embedding: nn.Embedding, fused: bool = False
+    ) -> torch.Tensor:
+        """(B, N*k) speech ids -> (B, N, D): embed with ``embedding``, then group.
+
+        ``fused`` gathers the embeddings inside the grouping GEMM (``drvoice_kernels``), so the
+        (B, N, k*d_s) concat never exists; layers wrapped by adapters (e.g. LoRA) keep the
+        plain path, which the fused op would bypass.
+        """
+        if not (fused and type(self.proj) is nn.Linear and type(embedding) is nn.Embedding):
+            return self(embedding(ids))  # (B, N, D)
+        if ids.shape[1] % self.k:
+            raise ValueError(
+                f"grouping needs a length that is a multiple of k={self.k}, got {ids.shape[1]}"
+            )
+        from drvoice_kernels import fused_grouping
+
+        return fused_grouping(
+            ids,
+            embedding.weight,
+            self.proj.weight,
+            self.proj.bias,
+            self.k,
+            mode=self.mode,
+            padding_idx=embedding.padding_idx,
+        )
+
 
 class SpeechAdapter(nn.Module):
     """Whisper encoder frames (50 Hz) -> 25 Hz features -> grouped 5 Hz backbone inputs."""

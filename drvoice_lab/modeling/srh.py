@@ -45,6 +45,57 @@ class SpeechRefinedHead(nn.Module):
         b, n, _ = hidden.shape
         return self.ungroup(hidden).view(b, n * self.k, -1)
 
+    def inputs(
+        self, hidden: torch.Tensor, prev_tokens: torch.Tensor, fused: bool = False
+    ) -> torch.Tensor:
+        """(B, N, D) hidden states, (B, N*k) previous tokens -> (B, N*k, d_s) SRH inputs,
+        ``split_k(W_p h) + E_s(prev)``. ``fused`` does it in one kernel (``drvoice_kernels``);
+        layers wrapped by adapters (e.g. LoRA) fall back to the plain path."""
+        embedding = self.speech_embedding
+        if fused and type(self.ungroup) is nn.Linear and type(embedding) is nn.Embedding:
+            from drvoice_kernels import fused_ungroup
+
+            return fused_ungroup(
+                hidden,
+                self.ungroup.weight,
+                self.ungroup.bias,
+                prev_tokens,
+                embedding.weight,
+                padding_idx=embedding.padding_idx,
+            )
+        return self.substates(hidden) + embedding(prev_tokens)
+
+    def states(
+        self,
+        inputs: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        cache: Cache | None = None,
+    ) -> torch.Tensor:
+        """(B, L, d_s) inputs -> (B, L, d_s) last hidden states of the SRH transformer."""
+        out = self.transformer(
+            inputs_embeds=inputs,
+            attention_mask=attention_mask,
+            past_key_values=cache,
+            use_cache=cache is not None,
+        )
+        return out.last_hidden_state  # after the final norm
+
+    @property
+    def output_weight(self) -> torch.Tensor:
+        """(V_s, d_s) output projection: E_s itself when tied."""
+        return self.speech_embedding.weight if self.speech_head is None else self.speech_head.weight
+
+    @property
+    def fusable_output(self) -> bool:
+        """True when the output projection is a plain weight that the fused linear +
+        cross-entropy may read directly (not wrapped by an adapter such as LoRA)."""
+        head = self.speech_embedding if self.speech_head is None else self.speech_head
+        return type(head) in (nn.Embedding, nn.Linear)
+
+    def logits(self, states: torch.Tensor) -> torch.Tensor:
+        """(B, L, d_s) states -> (B, L, V_s) speech logits."""
+        return F.linear(states, self.output_weight)
+
     def forward(
         self,
         substates: torch.Tensor,
@@ -57,14 +108,4 @@ class SpeechRefinedHead(nn.Module):
         With ``cache`` the call continues the 25 Hz stream where the cache left off.
         """
         inputs = substates + self.speech_embedding(prev_tokens)  # (B, L, d_s)
-        out = self.transformer(
-            inputs_embeds=inputs,
-            attention_mask=attention_mask,
-            past_key_values=cache,
-            use_cache=cache is not None,
-        )
-        states = out.last_hidden_state  # (B, L, d_s), after the final norm
-        weight = (
-            self.speech_embedding.weight if self.speech_head is None else self.speech_head.weight
-        )
-        return F.linear(states, weight)  # (B, L, V_s)
+        return self.logits(self.states(inputs, attention_mask, cache))  # (B, L, V_s)
