@@ -84,10 +84,13 @@ def lr_lambda(stage: Stage):
 def core_cocktail_merge(
     model: DrVoiceModel, base_backbone: dict[str, torch.Tensor], alpha: float
 ) -> None:
-    """Backbone <- alpha * M1 + (1 - alpha) * M0, M0 = the backbone when training started."""
+    """Backbone <- alpha * M1 + (1 - alpha) * M0, M0 = the backbone when training started.
+
+    Iterates over parameters (not the state dict) so tied weights are merged once.
+    """
     with torch.no_grad():
-        for name, param in model.backbone.state_dict().items():
-            if name in base_backbone and param.is_floating_point():
+        for name, param in model.backbone.named_parameters():
+            if name in base_backbone:
                 param.copy_(alpha * param + (1 - alpha) * base_backbone[name].to(param))
 
 
@@ -106,13 +109,13 @@ def prepare_run_data(recipe: Recipe, progress: bool = True) -> RunData:
     tokenizer = TextTokenizer.load(corpus / "text_tokenizer.json")
     config = model_config(recipe, tokenizer)
     encoder = SpeechEncoder.from_pretrained(config.encoder_name_or_path)
-    speech_tokenizer = load_speech_tokenizer()
+    speech_tokenizer = load_speech_tokenizer(recipe.speech_tokenizer)
     features = FeatureStore(
         corpus,
         encoder,
         speech_tokenizer,
         encoder_name=config.encoder_name_or_path,
-        tokenizer_name=getattr(speech_tokenizer, "name", type(speech_tokenizer).__name__),
+        tokenizer_name=str(recipe.speech_tokenizer or "default"),
     )
     features.prepare(
         load_dialogues(corpus, "train") + load_dialogues(corpus, "test_question"), progress=progress

@@ -84,6 +84,7 @@ class Recipe:
     preset: str = "tiny"
     model: dict[str, Any] = field(default_factory=dict)  # DrVoiceConfig overrides
     corpus: str | None = None  # default: the cache's default corpus
+    speech_tokenizer: str | None = None  # default: the shipped one (see load_speech_tokenizer)
     init_from: str | None = None  # a DrVoice checkpoint folder to start from
     seed: int = 0
     batch_size: int = 16
