@@ -52,11 +52,17 @@ def cmd_info(args: argparse.Namespace) -> int:
 def _add_turn(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "turn",
-        help="one joint-decoding turn (user speech frames in, text + 25 Hz speech tokens out)",
+        help="one spoken turn through the whole path with fresh (untrained) weights: "
+        "wav -> encoder -> model -> speech tokens -> wav",
     )
     p.add_argument("--preset", default="tiny", help=f"one of {preset_names()}")
     p.add_argument("-k", "--group-size", type=int, default=None, help="override k")
-    p.add_argument("--seconds", type=float, default=3.0, help="length of the user turn")
+    p.add_argument(
+        "--audio",
+        default=None,
+        help="the user's question (default: a sentence spoken by the hibari voice)",
+    )
+    p.add_argument("--out", default=None, help="write the (untrained) spoken answer here")
     p.add_argument("--max-positions", type=int, default=25, help="answer length cap (5 Hz steps)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_turn)
@@ -65,55 +71,78 @@ def _add_turn(sub: argparse._SubParsersAction) -> None:
 def cmd_turn(args: argparse.Namespace) -> int:
     import torch
 
+    from drvoice_lab.audio.encoder import SpeechEncoder
+    from drvoice_lab.audio.io import load_audio, write_audio
+    from drvoice_lab.audio.speech_tokenizer import load_speech_tokenizer
     from drvoice_lab.inference import generate_joint
-    from drvoice_lab.modeling import DrVoiceModel, num_positions
+    from drvoice_lab.modeling import DrVoiceModel
 
     config = _preset(args)
-    if args.seconds <= 0:
-        raise ValueError(f"--seconds must be positive, got {args.seconds}")
+    clock = _Clock()
+    if args.audio:
+        wav = load_audio(args.audio)
+        source = args.audio
+    else:
+        from drvoice_lab.data.voices import ASSISTANT_VOICE
+
+        source = "hibari: 'What is the capital of France?'"
+        wav = ASSISTANT_VOICE.synthesize("What is the capital of France?")
+    clock.lap("audio")
+    encoder = SpeechEncoder.from_pretrained(config.encoder_name_or_path)
+    tokenizer = load_speech_tokenizer()
     torch.manual_seed(args.seed)
-    t0 = time.perf_counter()
     model = DrVoiceModel(config).eval()
-    t_build = time.perf_counter() - t0
+    clock.lap("load")
     print(
-        f"built {args.preset} (k={config.group_size}) with freshly initialised weights in "
-        f"{t_build:.2f}s - no trained checkpoint is used by this command, so the tokens below "
-        "are untrained output; it exercises the full path and its timings."
+        f"{args.preset} (k={config.group_size}) with freshly initialised weights: no trained "
+        "checkpoint is used here, so the answer is noise; this checks the full path."
     )
-    # User turn: Whisper-encoder-shaped frames at 50 Hz (the real encoder is the speech
-    # front-end's job), placed after one text position (a bos/system slot).
-    frames = int(args.seconds * config.encoder_frame_rate)
-    pool = config.encoder_frame_rate // config.speech_token_rate
-    user_positions = num_positions(frames, pool, config.group_size)
-    features = torch.randn(1, frames, config.encoder_hidden_size)
+    frames, lengths = encoder.encode([wav])  # (1, F, d_enc) at 50 Hz
+    clock.lap("encoder")
+    grouped, _ = model.adapter(frames, lengths)  # (1, M, D) at 5 Hz
+    user_positions = grouped.shape[1]
     text = torch.full((1, 1 + user_positions), config.text_pad_token_id)
     position_mask = torch.zeros(1, 1 + user_positions, dtype=torch.bool)
-    position_mask[:, 1:] = True
-    t0 = time.perf_counter()
+    position_mask[:, 1:] = True  # position 0 is a system slot
     out = generate_joint(
         model,
         text,
-        user_features=features,
+        user_features=frames,
+        user_feature_lengths=lengths,
         user_position_mask=position_mask,
         max_new_positions=args.max_positions,
     )
-    elapsed = time.perf_counter() - t0
-    answer_seconds = out.speech_ids.shape[1] / config.speech_token_rate
+    clock.lap("generate")
+    codes = [t for t in out.speech[0] if t < min(config.speech_codebook_size, tokenizer.vocab_size)]
+    answer = tokenizer.decode(codes) if codes else None
+    clock.lap("detokenizer")
+    seconds_in = len(wav) / 16_000
     print(
-        f"user turn {args.seconds:g}s -> {frames} encoder frames (50 Hz) -> "
-        f"{user_positions} backbone positions ({config.position_rate:g} Hz)"
+        f"user turn {seconds_in:.2f}s ({source}) -> {frames.shape[1]} encoder frames (50 Hz) "
+        f"-> {user_positions} backbone positions ({config.position_rate:g} Hz)"
     )
     print(
         f"answer: {out.steps} steps -> {out.text_ids.shape[1]} text tokens + "
-        f"{out.speech_ids.shape[1]} speech tokens ({answer_seconds:.1f}s of 25 Hz speech)"
+        f"{out.speech_ids.shape[1]} speech tokens (25 Hz)"
     )
-    print(f"text ids   : {out.text_ids[0, :12].tolist()}{' ...' if out.steps > 12 else ''}")
-    print(f"speech ids : {out.speech_ids[0, :15].tolist()} ...")
-    print(
-        f"decode time {elapsed * 1000:.0f} ms ({elapsed / out.steps * 1000:.1f} ms per step, "
-        f"real-time factor {elapsed / max(answer_seconds, 1e-9):.2f})"
-    )
+    if answer is not None:
+        print(f"detokenized answer: {len(answer) / tokenizer.sample_rate:.2f}s of audio")
+        if args.out:
+            write_audio(args.out, answer, tokenizer.sample_rate)
+            print(f"written: {args.out}")
+    print("timings: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in clock.laps.items()))
     return 0
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = now - self._t
+        self._t = now
 
 
 def _add_data(sub: argparse._SubParsersAction) -> None:

@@ -92,8 +92,18 @@ def test_cli_errors_are_messages_not_tracebacks():
     assert bad_k.returncode == 2 and "group_size" in bad_k.stderr
 
 
-def test_cli_turn_runs_the_whole_path():
-    out = _cli("turn", "--preset", "tiny", "--seconds", "1", "--max-positions", "3")
+def test_cli_turn_runs_the_whole_path(tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    question = tmp_path / "q.wav"
+    t = np.arange(48_000) / 48_000
+    sf.write(question, 0.3 * np.sin(2 * np.pi * 220 * t), 48_000)  # 1 s at 48 kHz
+    answer = tmp_path / "a.wav"
+    out = _cli("turn", "--audio", str(question), "--out", str(answer), "--max-positions", "3")
     assert out.returncode == 0, out.stderr
-    assert "5 backbone positions" in out.stdout  # 1 s = 50 frames -> 25 Hz -> k=5 -> 5 Hz
+    assert "50 encoder frames" in out.stdout  # 1 s -> 50 Hz
+    assert "5 backbone positions" in out.stdout  # -> 25 Hz -> k=5 -> 5 Hz
     assert "15 speech tokens" in out.stdout
+    if "detokenized answer" in out.stdout:  # untrained: the answer may be all pad/eos
+        assert sf.info(answer).samplerate == 16_000
