@@ -146,10 +146,26 @@ class Trainer:
         self.data = data
         self.progress = progress and self.is_main
         self.config = model_config(recipe, data.tokenizer)
-        self.model = build_model(recipe, self.config)
+        self.model = self._fresh_model()
         self.log_path = self.out / "metrics.jsonl"
 
     # ------------------------------------------------------------------ helpers
+    def _fresh_model(self):
+        """The starting model; with a LoRA recipe, wrapped by peft (adapter-only training)."""
+        model = build_model(self.recipe, self.config)
+        if self.recipe.lora is not None:
+            from drvoice_lab.training.lora import apply_lora
+
+            model = apply_lora(model, self.recipe.lora)
+        return model
+
+    def _load_model(self, folder: Path):
+        if self.recipe.lora is None:
+            return DrVoiceModel.from_pretrained(folder)
+        from drvoice_lab.training.lora import load_adapter
+
+        return load_adapter(build_model(self.recipe, self.config), folder, is_trainable=True)
+
     def _log(self, record: dict) -> None:
         if self.is_main:
             with self.log_path.open("a") as f:
@@ -205,7 +221,7 @@ class Trainer:
         position = {"stage": 0, "stage_step": 0, "micro_batch": 0, "global_step": 0}
         if resume is not None:
             position = json.loads((resume / "trainer.json").read_text())["position"]
-            self.model = DrVoiceModel.from_pretrained(resume / "model")
+            self.model = self._load_model(resume / "model")
             restore_rng(resume)
             self._truncate_log(position["global_step"])
         done_here = 0
@@ -230,7 +246,10 @@ class Trainer:
                         }
                     )
                 continue
-            params = set_trainable(self.model, stage.train)
+            if self.recipe.lora is None:
+                params = set_trainable(self.model, stage.train)
+            else:  # peft decides what trains (LoRA + modules_to_save); stage.train is unused
+                params = [p for p in self.model.parameters() if p.requires_grad]
             optimizer = torch.optim.AdamW(params, lr=stage.lr, weight_decay=recipe.weight_decay)
             scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(stage))
             model, optimizer = acc.prepare(self.model, optimizer)
@@ -325,7 +344,8 @@ class Trainer:
         acc.wait_for_everyone()
 
     def _export(self) -> Path:
-        """The final model folder: weights, config, text tokenizer, recipe."""
+        """The final model folder: weights (or the LoRA adapter only), config, text tokenizer,
+        recipe."""
         final = self.out / "final"
         if self.is_main:
             model = self.accelerator.unwrap_model(self.model)

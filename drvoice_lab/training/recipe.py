@@ -34,6 +34,7 @@ class Stage:
     min_lr: float | None = None  # end of the cosine; default lr / 10
     warmup_steps: int = 0
     modes: dict[str, float] = field(default_factory=lambda: {"S2M": 1.0})
+    # parts that train in this stage; ignored with LoRA (peft decides what trains)
     train: list[str] = field(default_factory=lambda: list(TRAINABLE_PARTS))
     merge_alpha: float | None = None  # set -> a Core-Cocktail merge stage, no training
 
@@ -115,6 +116,10 @@ class Recipe:
             raise ValueError(f"stage names must be unique, got {names}")
         for stage in self.stages:
             stage.validate()
+        if self.lora is not None and any(s.is_merge for s in self.stages):
+            raise ValueError(
+                "Core-Cocktail merge stages need full fine-tuning; drop `lora` or the merge stage"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
