@@ -135,8 +135,10 @@ class Trainer:
     ) -> None:
         recipe.validate()
         self.recipe, self.out = recipe, Path(out_dir)
+        gpu = torch.cuda.is_available()
         self.accelerator = Accelerator(
-            mixed_precision="bf16" if torch.cuda.is_available() else "no",
+            cpu=not gpu,  # without it accelerate ignores torchrun's world on a CPU machine
+            mixed_precision="bf16" if gpu else "no",
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
         )
         self.is_main = self.accelerator.is_main_process
@@ -186,9 +188,9 @@ class Trainer:
             return None
         path = self.out / "base_backbone.safetensors"
         if not path.exists() and self.is_main:
+            # named_parameters lists tied weights once (safetensors refuses shared storage)
             state = {
-                k: v.detach().cpu().contiguous()
-                for k, v in self.model.backbone.state_dict().items()
+                k: v.detach().cpu().contiguous() for k, v in self.model.backbone.named_parameters()
             }
             save_file(state, str(path))
         self.accelerator.wait_for_everyone()
@@ -235,6 +237,7 @@ class Trainer:
         for index in range(position["stage"], len(recipe.stages)):
             stage = recipe.stages[index]
             first_step = position["stage_step"] if index == position["stage"] else 0
+            position.update(stage=index, stage_step=first_step)
             if stage.is_merge:
                 if first_step == 0:
                     core_cocktail_merge(self.model, base_backbone, stage.merge_alpha)
@@ -245,6 +248,7 @@ class Trainer:
                             "merge_alpha": stage.merge_alpha,
                         }
                     )
+                position.update(stage=index + 1, stage_step=0)
                 continue
             if self.recipe.lora is None:
                 params = set_trainable(self.model, stage.train)
