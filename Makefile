@@ -13,9 +13,12 @@ export HF_HUB_DISABLE_TELEMETRY = 1
 setup:
 	@bash scripts/bootstrap.sh $(VENV) $(EXTRAS)
 
+# Until the trained default model and the Gradio app land, the main job is one spoken turn
+# through the whole path (hibari speech -> Whisper encoder -> tiny model -> 25 Hz tokens ->
+# detokenizer -> runs/demo/answer.wav) with freshly initialised weights.
 demo: setup
 	$(VENV)/bin/drvoice-lab info --preset tiny
-	$(VENV)/bin/drvoice-lab turn --preset tiny
+	$(VENV)/bin/drvoice-lab turn --preset tiny --out runs/demo/answer.wav
 
 # The pytest executable (not `python -m pytest`) keeps the repo root off sys.path, so the
 # kernels/ folder never shadows the PyPI `kernels` package. Exit code 5 (no tests) fails.

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from drvoice_lab.audio.speech_cli import add_speech_commands
 from drvoice_lab.config import DrVoiceConfig, preset_names
 
 
@@ -318,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_info(sub)
     _add_turn(sub)
     _add_data(sub)
+    add_speech_commands(sub)
     _add_train(sub)
     _add_chat(sub)
     _add_eval(sub)
