@@ -7,15 +7,20 @@ the project on its own hibari-voice audio (``codec_training.fit_default_tokenize
 - encode: 80-bin log-mel (n_fft 400, hop 10 ms), 4 frames stacked per token (40 ms), nearest
   centroid of a k-means codebook -> one id in ``0 .. vocab_size-1`` per token;
 - decode: a small trained conv net maps each token and its neighbours (bounded left and right
-  context) to 4 log-mel frames, then a streaming Griffin-Lim (RTISI-LA: frames are committed one
-  token at a time after iterating over a short look-ahead) turns the mel into a waveform.
+  context) to 4 log-mel frames, non-negative least squares turns mel into linear magnitudes,
+  and a streaming Griffin-Lim (RTISI-LA: frames are committed one token at a time after
+  iterating over a short look-ahead) turns those into a waveform.
+
+Inference is plain numpy: on a busy 2-core machine torch's OpenMP workers spin-wait for a
+descheduled peer and small ops get tens of times slower. The torch twin of the net, used for
+fitting, lives in ``codec_training``.
 
 Token count: ``encode`` returns exactly ``ceil(len(wav) / 640)`` ids (``ceil(seconds * 25)``;
 the last token is zero-padded), and ``decode`` returns ``len(ids) * 640`` samples at 16 kHz.
 
 Streaming: decoding is causal up to ``lookahead_tokens`` future tokens, so ``decode_stream``
 (or ``stream().push/flush``) yields audio chunk by chunk whose concatenation equals ``decode``
-up to float rounding of the conv net on different window lengths (~1e-6).
+exactly: every step runs in the same order on the same numbers whatever the chunking.
 """
 
 from __future__ import annotations
@@ -29,9 +34,7 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-import torch
-from safetensors.torch import load_file, save_file
-from torch import nn
+from safetensors.numpy import load_file, save_file
 
 from drvoice_lab.paths import ASSETS_DIR
 
@@ -75,14 +78,19 @@ class SpeechTokenizer(ABC):
         This fallback decodes everything at once and slices it; streaming implementations
         override it and emit a chunk as soon as ``lookahead`` further tokens are known.
         """
+        if chunk_tokens < 1:
+            raise ValueError(f"chunk_tokens must be >= 1, got {chunk_tokens}")
         wav = self.decode(ids)
         step = chunk_tokens * self.samples_per_token
         for start in range(0, len(wav), step):
             yield wav[start : start + step]
 
     def check_ids(self, ids: np.ndarray | Iterable[int]) -> np.ndarray:
-        """Validate ids: 1-D integers in range. Returns an int64 array."""
-        arr = np.asarray(ids)
+        """Validate ids (array, list, or CPU torch tensor): 1-D integers in range -> int64."""
+        if isinstance(ids, np.ndarray):
+            arr = ids
+        else:  # a list, or a torch tensor on any device
+            arr = np.asarray(ids.tolist() if hasattr(ids, "tolist") else list(ids))
         if arr.size == 0:
             return np.zeros(0, dtype=np.int64)
         if arr.ndim != 1:
@@ -132,9 +140,9 @@ class MelCodecConfig:
     kernel_size: int = 3
     centered_layers: int = 1  # the first layers see kernel//2 future tokens, the rest are causal
     # streaming Griffin-Lim
-    gl_iters: int = 8
+    gl_iters: int = 8  # per token; every frame is iterated in two consecutive tokens
     gl_lookahead_frames: int = 4
-    gl_momentum: float = 0.0
+    gl_momentum: float = 0.99  # fast Griffin-Lim (Perraudin et al. 2013)
 
     @property
     def token_dim(self) -> int:
@@ -153,8 +161,10 @@ class MelCodecConfig:
 
     @property
     def lookahead_tokens(self) -> int:
-        """Future tokens needed before the audio of a token is final."""
-        return 1 + (self.frames_per_token - 1 + self.gl_lookahead_frames) // 4 + self.right_context
+        """Future tokens needed before the audio of a token is final: the next token (its first
+        frames overlap this one's last samples), the vocoder's look-ahead, the net's context."""
+        k = self.frames_per_token
+        return 1 + (k - 1 + self.gl_lookahead_frames) // k + self.right_context
 
     @classmethod
     def from_dict(cls, data: dict) -> MelCodecConfig:
@@ -177,85 +187,94 @@ def mel_filters(cfg: MelCodecConfig) -> np.ndarray:
         sampling_rate=cfg.sample_rate,
         norm="slaney",
         mel_scale="slaney",
-    ).astype(np.float32)
+    )
 
 
 def log_mel(wav: np.ndarray, cfg: MelCodecConfig, filters: np.ndarray) -> np.ndarray:
-    """(samples,) with samples % hop == 0 -> (samples // hop, n_mels) log-mel magnitudes.
+    """(samples,) with samples % hop == 0 -> (samples // hop, n_mels) float32 log-mel.
 
-    Frame f is centred on sample f * hop (zero-padded at both ends).
+    Magnitude (not power) mel; frame f is centred on sample f * hop (zero-padded ends).
     """
-    x = torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))
-    spec = torch.stft(
-        x,
-        cfg.n_fft,
-        cfg.hop_length,
-        window=torch.hann_window(cfg.n_fft),
-        center=True,
-        pad_mode="constant",
-        return_complex=True,
-    ).abs()  # (F, frames + 1)
-    mel = torch.from_numpy(filters).T @ spec[:, :-1]  # (n_mels, frames)
-    return torch.log(mel.clamp_min(cfg.log_floor)).T.contiguous().numpy()
+    pad = cfg.n_fft // 2
+    x = np.pad(np.asarray(wav, dtype=np.float64), (pad, pad))
+    frames = np.lib.stride_tricks.sliding_window_view(x, cfg.n_fft)[:: cfg.hop_length]
+    frames = frames[: len(wav) // cfg.hop_length]  # (frames, n_fft)
+    spec = np.abs(np.fft.rfft(frames * hann(cfg.n_fft), axis=-1))  # (frames, bins)
+    return np.log(np.maximum(spec @ filters, cfg.log_floor)).astype(np.float32)
 
 
-def stack_frames(mel: np.ndarray, frames_per_token: int) -> np.ndarray:
-    """(T * k, n_mels) -> (T, k * n_mels)."""
-    return mel.reshape(mel.shape[0] // frames_per_token, -1)
+def hann(n: int) -> np.ndarray:
+    """Periodic Hann window (as torch.hann_window)."""
+    return np.hanning(n + 1)[:-1]
+
+
+def nearest(x: np.ndarray, codebook: np.ndarray, batch: int = 8192) -> np.ndarray:
+    """(N, D), (K, D) -> (N,) int64 index of the nearest centroid (squared L2)."""
+    c_sq = (codebook.astype(np.float64) ** 2).sum(1)  # (K,)
+    out = [np.zeros(0, dtype=np.int64)]
+    for start in range(0, len(x), batch):
+        xb = x[start : start + batch].astype(np.float64)
+        out.append((c_sq[None] - 2 * xb @ codebook.T.astype(np.float64)).argmin(1))
+    return np.concatenate(out).astype(np.int64)
 
 
 # --------------------------------------------------------------------------- decoder net
 
 
-class ConvBlock(nn.Module):
-    """Residual block: pad (left, right) -> conv k -> GELU -> conv 1."""
+class TokenToMelNumpy:
+    """ids (T,) -> stacked log-mel (T, k * n_mels): centroid + a learned correction.
 
-    def __init__(self, channels: int, kernel_size: int, right: int):
-        super().__init__()
-        self.left, self.right = kernel_size - 1 - right, right
-        self.norm = nn.LayerNorm(channels)  # over channels, per time step
-        self.conv = nn.Conv1d(channels, channels, kernel_size)
-        self.mix = nn.Conv1d(channels, channels, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T)
-        h = self.norm(x.transpose(1, 2)).transpose(1, 2)
-        h = nn.functional.pad(h, (self.left, self.right))
-        return x + self.mix(nn.functional.gelu(self.conv(h)))
-
-
-class TokenToMel(nn.Module):
-    """ids (B, T) -> stacked log-mel (B, T, k * n_mels): centroid + learned correction.
-
-    Each output sees ``left_context`` past and ``right_context`` future tokens, no more.
+    Numpy twin of ``codec_training.TokenToMel`` (same weight names): embedding + projected
+    centroid -> residual conv blocks (LayerNorm, conv k, SiLU, conv 1) -> LayerNorm -> linear.
+    The first ``centered_layers`` convs see kernel//2 future tokens, the others are causal.
+    Every product goes through ``rowwise_matmul``, so a token's output is bit-identical
+    whatever window it is computed in (which chunked decoding relies on).
     """
 
-    def __init__(self, cfg: MelCodecConfig):
-        super().__init__()
-        half = cfg.kernel_size // 2
-        self.embed = nn.Embedding(cfg.vocab_size, cfg.channels)
-        self.codebook_in = nn.Linear(cfg.token_dim, cfg.channels)
-        self.blocks = nn.ModuleList(
-            ConvBlock(cfg.channels, cfg.kernel_size, half if i < cfg.centered_layers else 0)
-            for i in range(cfg.layers)
-        )
-        self.norm = nn.LayerNorm(cfg.channels)
-        self.out = nn.Linear(cfg.channels, cfg.token_dim)
-        nn.init.normal_(self.embed.weight, std=0.02)
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
-        # k-means centroids (raw log-mel) and their per-dimension statistics
-        self.register_buffer("codebook", torch.zeros(cfg.vocab_size, cfg.token_dim))
-        self.register_buffer("mean", torch.zeros(cfg.token_dim))
-        self.register_buffer("std", torch.ones(cfg.token_dim))
+    def __init__(self, cfg: MelCodecConfig, weights: dict[str, np.ndarray]):
+        self.cfg = cfg
+        self.w = {k: v.astype(np.float32) for k, v in weights.items()}
+        for i in range(cfg.layers):  # conv weights (C_out, C_in, k) -> (k * C_in, C_out)
+            conv = self.w[f"blocks.{i}.conv.weight"]
+            self.w[f"blocks.{i}.conv.matrix"] = conv.transpose(2, 1, 0).reshape(-1, len(conv))
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        base = self.codebook[ids]  # (B, T, D)
-        x = self.embed(ids) + self.codebook_in((base - self.mean) / self.std)  # (B, T, C)
-        x = x.transpose(1, 2)  # (B, C, T)
-        for block in self.blocks:
-            x = block(x)
-        x = self.norm(x.transpose(1, 2))  # (B, T, C)
-        return base + self.out(x) * self.std  # (B, T, D)
+    def __call__(self, ids: np.ndarray) -> np.ndarray:
+        w, cfg, k = self.w, self.cfg, self.cfg.kernel_size
+        base = w["codebook"][ids]  # (T, D)
+        x = w["embed.weight"][ids] + _linear((base - w["mean"]) / w["std"], w, "codebook_in")
+        for i in range(cfg.layers):
+            right = k // 2 if i < cfg.centered_layers else 0
+            h = np.pad(_layer_norm(x, w, f"blocks.{i}.norm"), ((k - 1 - right, right), (0, 0)))
+            h = np.concatenate([h[j : j + len(x)] for j in range(k)], axis=1)  # (T, k * C)
+            h = _silu(rowwise_matmul(h, w[f"blocks.{i}.conv.matrix"]) + w[f"blocks.{i}.conv.bias"])
+            x = x + rowwise_matmul(h, w[f"blocks.{i}.mix.weight"][:, :, 0].T)
+            x = x + w[f"blocks.{i}.mix.bias"]
+        return base + _linear(_layer_norm(x, w, "norm"), w, "out") * w["std"]  # (T, D)
+
+
+def rowwise_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b where each output row depends only on its input row, bit for bit.
+
+    BLAS rounds a row differently depending on how many rows it is given (~1e-6 in float32),
+    and Griffin-Lim phase retrieval is chaotic enough to turn such noise into audible-level
+    differences, so chunked decoding would drift from one-shot decoding. numpy's einsum
+    (without BLAS) sums each row in a fixed order; it is ~5x slower, which is affordable here.
+    """
+    return np.einsum("tk,kn->tn", a, b, optimize=False)
+
+
+def _linear(x: np.ndarray, w: dict, name: str) -> np.ndarray:
+    return rowwise_matmul(x, w[f"{name}.weight"].T) + w[f"{name}.bias"]
+
+
+def _layer_norm(x: np.ndarray, w: dict, name: str, eps: float = 1e-5) -> np.ndarray:
+    mean = x.mean(-1, keepdims=True)
+    var = ((x - mean) ** 2).mean(-1, keepdims=True)
+    return (x - mean) / np.sqrt(var + eps) * w[f"{name}.weight"] + w[f"{name}.bias"]
+
+
+def _silu(x: np.ndarray) -> np.ndarray:
+    return x / (1.0 + np.exp(-x))
 
 
 # --------------------------------------------------------------------------- vocoder
@@ -265,13 +284,12 @@ class StreamingGriffinLim:
     """Magnitude frames -> waveform, one token (``block`` frames) at a time (RTISI-LA).
 
     Before a block of frames is committed, it and ``lookahead`` further frames get ``iters``
-    (fast) Griffin-Lim iterations against the already committed signal; a frame entering the
-    look-ahead starts from the phase of the partial reconstruction. Everything happens in the
-    same order whatever the push sizes, so the output never depends on chunking, and a sample
-    depends on past frames and at most ``block + lookahead`` frames ahead.
+    fast Griffin-Lim iterations (momentum) against the already committed signal; a frame
+    entering the look-ahead starts from the phase of the partial reconstruction. The steps
+    happen in the same order whatever the push sizes, so the output never depends on how the
+    frames arrive, and a sample depends only on past frames and ``block + lookahead`` ahead.
 
-    Signals are held as rows of ``hop`` samples; frame f covers rows f .. f + R - 1
-    (R = ceil(n_fft / hop)), i.e. samples f * hop - n_fft // 2 onwards.
+    Buffers are indexed by sample + n_fft // 2, so frame f's window starts at f * hop.
     """
 
     def __init__(
@@ -279,19 +297,16 @@ class StreamingGriffinLim:
     ):
         self.n_fft, self.hop, self.block = n_fft, hop, block
         self.lookahead, self.iters, self.momentum = lookahead, iters, momentum
-        self.rows = -(-n_fft // hop)  # R
-        window = np.zeros(self.rows * hop)
-        window[:n_fft] = np.hanning(n_fft + 1)[:-1]  # periodic Hann, zero-padded to R * hop
-        self.window = window
-        self.window_sq = (window**2).reshape(self.rows, hop)  # (R, hop)
-        bins = n_fft // 2 + 1
-        self.mag = np.zeros((0, bins))  # (frames, bins): every frame pushed so far
-        self.phase = np.zeros((0, bins), dtype=np.complex128)  # unit phasors
-        self.num = np.zeros((self.rows, hop))  # overlap-add of committed frames
-        self.den = np.zeros((self.rows, hop))  # window sum of squares of all pushed frames
+        self.window = hann(n_fft)
+        self.overlap = -(-n_fft // hop) - 1  # frames on each side whose windows overlap
+        self.mag = np.zeros((0, n_fft // 2 + 1))  # (frames, bins): every frame pushed so far
+        self.phase = np.zeros((0, n_fft // 2 + 1), dtype=np.complex128)  # unit phasors
+        self.num = np.zeros(n_fft)  # overlap-add of the committed frames
+        self.den = np.zeros(n_fft)  # window sum of squares of all pushed frames
         self.started = 0  # frames that have an initial phase
         self.committed = 0  # frames added to ``num``
         self.emitted = 0  # samples returned
+        self._dens: dict[tuple[int, int], np.ndarray] = {}  # local window sums, by geometry
 
     def push(self, mag: np.ndarray, final: bool = False) -> np.ndarray:
         """Add (frames, bins) magnitudes; return the samples no later frame can change."""
@@ -306,76 +321,71 @@ class StreamingGriffinLim:
         return self._emit(max(done, self.emitted))
 
     def _append(self, mag: np.ndarray) -> None:
-        start, count = len(self.mag), len(mag)
+        start = len(self.mag)
         self.mag = np.concatenate([self.mag, mag])
         self.phase = np.concatenate([self.phase, np.zeros(mag.shape, dtype=np.complex128)])
-        grow = np.zeros((count, self.hop))
-        self.num, self.den = np.concatenate([self.num, grow]), np.concatenate([self.den, grow])
-        self._overlap_add(self.den, np.broadcast_to(self.window_sq, (count, self.rows, self.hop)),
-                          start, 0)
+        size = len(self.mag) * self.hop + self.n_fft
+        self.num = np.pad(self.num, (0, size - len(self.num)))
+        self.den = np.pad(self.den, (0, size - len(self.den)))
+        for f in range(start, len(self.mag)):
+            self.den[f * self.hop : f * self.hop + self.n_fft] += self.window**2
 
     def _commit(self, a: int, b: int) -> None:
         """Start new look-ahead frames, iterate frames a .. b+lookahead, commit a .. b-1."""
         c = min(b + self.lookahead, len(self.mag))
         if self.started < c:  # phase of the partial reconstruction (zero where there is none)
-            spec = self._analyse(self._estimator(self.started, c)())
+            spec = self._projector(self.started, c)()
             mag = np.abs(spec)
             self.phase[self.started : c] = np.where(mag > 1e-9, spec / np.maximum(mag, 1e-9), 1)
             self.started = c
-        estimate, previous = self._estimator(a, c), None
+        project, previous = self._projector(a, c), None
         for _ in range(self.iters):
-            spec = self._analyse(estimate())  # (c - a, bins)
+            spec = project()  # (c - a, bins)
             if self.momentum and previous is not None:
                 spec, previous = spec + self.momentum * (spec - previous), spec
             else:
                 previous = spec
             self.phase[a:c] = spec / np.maximum(np.abs(spec), 1e-9)
-        self._overlap_add(self.num, self._synth(a, b), a, 0)
+        frames = self._synth(a, b)  # (b - a, n_fft)
+        for i, f in enumerate(range(a, b)):
+            self.num[f * self.hop : f * self.hop + self.n_fft] += frames[i]
         self.committed = b
 
-    def _estimator(self, a: int, b: int) -> Callable[[], np.ndarray]:
-        """A function returning the current signal over the rows of frames a .. b-1 (row 0 =
-        row a): committed frames plus started ones below b, over their window sum of squares."""
-        first = max(a - self.rows + 1, 0)  # the first frame reaching row a
-        live = max(first, self.committed)
-        base = self.num[a : b - 1 + self.rows].copy()  # (rows, hop): committed frames
-        den = np.zeros_like(base)
-        self._overlap_add(den, np.broadcast_to(self.window_sq, (b - first, *self.window_sq.shape)),
-                          first, a)
-        inv_den = 1.0 / np.maximum(den, 1e-8)
+    def _projector(self, a: int, c: int) -> Callable[[], np.ndarray]:
+        """A function giving the spectra (c - a, bins) of frames a .. c-1 of the current
+        estimate: committed frames + started frames below c, over their window sum of squares."""
+        live = max(a - self.overlap, self.committed)  # first frame not yet in num
+        start, stop = live * self.hop, (c - 1) * self.hop + self.n_fft  # samples covered
+        offsets = np.arange(self.n_fft)
+        ola_index = ((np.arange(live, c) - live) * self.hop)[:, None] + offsets  # (c-live, n_fft)
+        frame_index = ((np.arange(a, c) - live) * self.hop)[:, None] + offsets  # (c-a, n_fft)
+        weight = self.window / np.maximum(self._local_den(live, c)[frame_index], 1e-8)
+        base = self.num[start:stop][frame_index] * weight  # committed part of each frame
 
-        def estimate() -> np.ndarray:
-            signal = base.copy()
-            self._overlap_add(signal, self._synth(live, b), live, a)
-            return signal * inv_den
+        def project() -> np.ndarray:
+            ola = np.bincount(ola_index.ravel(), self._synth(live, c).ravel(), stop - start)
+            return np.fft.rfft(ola[frame_index] * weight + base, axis=-1)
 
-        return estimate
+        return project
 
-    def _overlap_add(self, out: np.ndarray, frames: np.ndarray, first: int, origin: int) -> None:
-        """Add (n, R, hop) frames first .. first+n-1 into rows ``out`` (row 0 = ``origin``)."""
-        for r in range(self.rows):
-            start = max(first, origin - r)  # skip rows before the origin
-            stop = min(first + len(frames), len(out) + origin - r)
-            if stop > start:
-                out[start + r - origin : stop + r - origin] += frames[start - first : stop - first, r]
+    def _local_den(self, live: int, c: int) -> np.ndarray:
+        """Window sum of squares over samples live*hop .. of frames up to c-1 only."""
+        first = max(live - self.overlap, 0)
+        key = (live - first, c - live)
+        if key not in self._dens:
+            den = np.zeros((c - first - 1) * self.hop + self.n_fft)
+            for f in range(c - first):
+                den[f * self.hop : f * self.hop + self.n_fft] += self.window**2
+            self._dens[key] = den[(live - first) * self.hop :]
+        return self._dens[key]
 
     def _synth(self, a: int, b: int) -> np.ndarray:
-        """(b - a, R, hop) windowed time frames from magnitudes and current phases."""
-        time = np.fft.irfft(self.mag[a:b] * self.phase[a:b], n=self.n_fft, axis=-1)
-        padded = np.zeros((b - a, self.rows * self.hop))
-        padded[:, : self.n_fft] = time * self.window[: self.n_fft]
-        return padded.reshape(b - a, self.rows, self.hop)
-
-    def _analyse(self, signal: np.ndarray) -> np.ndarray:
-        """(n, bins) spectra of the frames of a row signal with n + R - 1 rows."""
-        count = len(signal) - self.rows + 1
-        frames = np.concatenate([signal[r : r + count] for r in range(self.rows)], axis=1)
-        return np.fft.rfft(frames[:, : self.n_fft] * self.window[: self.n_fft], axis=-1)
+        """(b - a, n_fft) windowed time frames from magnitudes and current phases."""
+        return np.fft.irfft(self.mag[a:b] * self.phase[a:b], n=self.n_fft, axis=-1) * self.window
 
     def _emit(self, upto: int) -> np.ndarray:
-        pad = self.n_fft // 2
-        span = slice(self.emitted + pad, upto + pad)
-        out = self.num.reshape(-1)[span] / np.maximum(self.den.reshape(-1)[span], 1e-8)
+        span = slice(self.emitted + self.n_fft // 2, upto + self.n_fft // 2)
+        out = self.num[span] / np.maximum(self.den[span], 1e-8)
         self.emitted = upto
         return out.astype(np.float32)
 
@@ -386,71 +396,78 @@ class StreamingGriffinLim:
 class MelCodecTokenizer(SpeechTokenizer):
     """k-means over 4 stacked log-mel frames; trained conv token->mel; streaming Griffin-Lim."""
 
-    def __init__(self, config: MelCodecConfig, net: TokenToMel | None = None):
+    def __init__(self, config: MelCodecConfig, weights: dict[str, np.ndarray]):
         self.config = config
         self.vocab_size = config.vocab_size
-        self.sample_rate = config.sample_rate
-        self.input_rate = config.sample_rate
-        self.net = (net or TokenToMel(config)).eval()
+        self.sample_rate = self.input_rate = config.sample_rate
+        self.weights = weights
+        self.net = TokenToMelNumpy(config, weights)
+        self.codebook = weights["codebook"].astype(np.float32)  # (K, k * n_mels) raw log-mel
         self.filters = mel_filters(config)  # (bins, n_mels)
         self.info: dict = {}
 
     @property
-    def codebook(self) -> torch.Tensor:
-        return self.net.codebook  # (K, k * n_mels)
-
-    @property
     def lookahead_tokens(self) -> int:
+        """Future tokens needed before a token's audio is final (streaming latency)."""
         return self.config.lookahead_tokens
-
-    @cached_property
-    def _inverse_filters(self) -> np.ndarray:
-        return np.linalg.pinv(self.filters.T.astype(np.float64)).T  # (n_mels, bins)
 
     # -- encode
 
     def features(self, wav16k: np.ndarray) -> np.ndarray:
         """(samples,) -> (T, k * n_mels) stacked log-mel, T = ceil(samples / 640)."""
         wav = check_wav(wav16k)
-        per_token = self.samples_per_token
         n = self.num_tokens(len(wav))
-        wav = np.pad(wav, (0, n * per_token - len(wav)))
-        return stack_frames(log_mel(wav, self.config, self.filters), self.config.frames_per_token)
+        wav = np.pad(wav, (0, n * self.samples_per_token - len(wav)))
+        mel = log_mel(wav, self.config, self.filters)  # (T * k, n_mels)
+        return mel.reshape(n, self.config.token_dim)  # (T, k * n_mels)
 
     def encode(self, wav16k: np.ndarray) -> np.ndarray:
-        feats = torch.from_numpy(self.features(wav16k))  # (T, D)
-        if len(feats) == 0:
-            return np.zeros(0, dtype=np.int64)
-        return nearest(feats, self.codebook).numpy()
+        return nearest(self.features(wav16k), self.codebook)
 
     # -- decode
 
-    @torch.no_grad()
     def token_mel(self, ids: np.ndarray) -> np.ndarray:
-        """(T,) ids -> (T * k, n_mels) log-mel frames."""
+        """(T,) ids -> (T * k, n_mels) float32 log-mel frames."""
         ids = self.check_ids(ids)
         if len(ids) == 0:
             return np.zeros((0, self.config.n_mels), dtype=np.float32)
-        out = self.net(torch.from_numpy(ids)[None])[0]  # (T, D)
-        return out.reshape(-1, self.config.n_mels).numpy()
+        return self.net(ids).reshape(-1, self.config.n_mels)
 
-    def magnitudes(self, mel: np.ndarray) -> np.ndarray:
-        """(frames, n_mels) log-mel -> (frames, bins) linear magnitudes (pseudo-inverse)."""
-        return np.maximum(np.exp(mel.astype(np.float64)) @ self._inverse_filters, 0.0)
+    @cached_property
+    def _spread(self) -> np.ndarray:
+        """(n_mels, bins): each bin takes the weighted mean of its bands' average magnitude."""
+        fb = self.filters.astype(np.float64)  # (bins, n_mels)
+        rows = np.maximum(fb.sum(1, keepdims=True), 1e-12)  # (bins, 1)
+        return (fb / fb.sum(0, keepdims=True) / rows).T
+
+    def magnitudes(self, mel: np.ndarray, iters: int = 5) -> np.ndarray:
+        """(frames, n_mels) log-mel -> (frames, bins) non-negative linear magnitudes.
+
+        Start from spreading each band's mean over its bins, then a few multiplicative
+        non-negative least-squares updates (Lee & Seung) towards ``x @ filters = mel``.
+        Frame by frame, so streaming-safe; a pseudo-inverse blows up on quantised mels.
+        """
+        fb = self.filters.astype(np.float64)  # (bins, n_mels)
+        target = np.exp(mel.astype(np.float64))  # (frames, n_mels)
+        x = rowwise_matmul(target, self._spread)  # (frames, bins)
+        numer = rowwise_matmul(target, fb.T)
+        for _ in range(iters):
+            x *= numer / np.maximum(rowwise_matmul(rowwise_matmul(x, fb), fb.T), 1e-12)
+        return x
 
     def vocoder(self) -> StreamingGriffinLim:
         c = self.config
         return StreamingGriffinLim(
             c.n_fft, c.hop_length, c.frames_per_token, c.gl_lookahead_frames, c.gl_iters,
             c.gl_momentum,
-        )
+        )  # fmt: skip
 
     def decode(self, ids: np.ndarray) -> np.ndarray:
-        mel = self.token_mel(ids)
+        mel = self.token_mel(ids)  # (T * k, n_mels)
         return self.vocoder().push(self.magnitudes(mel), final=True)
 
     def stream(self) -> DecodeStream:
-        """A fresh incremental decoder: ``push(ids)`` then ``flush()``."""
+        """A fresh incremental decoder: ``push(ids)`` as they are generated, then ``flush()``."""
         return DecodeStream(self)
 
     def decode_stream(
@@ -484,9 +501,10 @@ class MelCodecTokenizer(SpeechTokenizer):
     # -- save / load
 
     def save(self, directory: str | Path) -> Path:
+        """Write config.json + model.safetensors (no pickles)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        tensors = {k: v.detach().contiguous() for k, v in self.net.state_dict().items()}
+        tensors = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in self.weights.items()}
         save_file(tensors, directory / WEIGHTS_NAME, metadata={"format": FORMAT})
         data = {"format": FORMAT, "config": asdict(self.config), "info": self.info}
         (directory / CONFIG_NAME).write_text(json.dumps(data, indent=2) + "\n")
@@ -504,10 +522,7 @@ class MelCodecTokenizer(SpeechTokenizer):
         data = json.loads(config_path.read_text())
         if data.get("format") != FORMAT:
             raise ValueError(f"{config_path} is not a {FORMAT} config")
-        config = MelCodecConfig.from_dict(data["config"])
-        net = TokenToMel(config)
-        net.load_state_dict(load_file(weights_path))
-        tok = cls(config, net)
+        tok = cls(MelCodecConfig.from_dict(data["config"]), load_file(weights_path))
         tok.info = data.get("info", {})
         return tok
 
@@ -543,16 +558,6 @@ class DecodeStream:
             mag = self.tok.magnitudes(mel)
             self.mel_tokens = ready
         return self.vocoder.push(mag, final=final)
-
-
-def nearest(x: torch.Tensor, codebook: torch.Tensor, batch: int = 8192) -> torch.Tensor:
-    """(N, D), (K, D) -> (N,) int64 index of the nearest centroid (squared L2)."""
-    c_sq = (codebook**2).sum(1)  # (K,)
-    out = []
-    for start in range(0, len(x), batch):
-        xb = x[start : start + batch]
-        out.append((c_sq[None] - 2 * xb @ codebook.T).argmin(1))
-    return torch.cat(out)
 
 
 # --------------------------------------------------------------------------- loading
