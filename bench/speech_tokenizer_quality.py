@@ -29,7 +29,7 @@ from drvoice_lab.audio.codec_training import spoken_qa_sentences, synthesize
 from drvoice_lab.audio.speech_tokenizer import load_speech_tokenizer
 
 RESULTS = Path(__file__).parent / "results" / "speech_tokenizer.csv"
-HELDOUT_SEED = 12_345  # training uses seed 0 and excludes nothing; held-out excludes it
+HELDOUT_SEED = 12_345  # another seed than training's, and training's sentences excluded
 EXTRA = [  # outside the training templates altogether
     "The museum opens early on weekdays and late on weekends.",
     "She bought three apples and a loaf of bread at the market.",
@@ -105,9 +105,9 @@ def word_error_rate(refs: list[str], hyps: list[str]) -> float:
     return float(jiwer.wer([r for r, _ in pairs], [h for _, h in pairs]))
 
 
-def heldout_sentences(count: int, training_count: int = 1500) -> list[str]:
+def heldout_sentences(count: int, training_count: int = 2000, training_seed: int = 0) -> list[str]:
     """Template sentences from another seed, none of them in the training set."""
-    training = spoken_qa_sentences(training_count, seed=0)
+    training = spoken_qa_sentences(training_count, seed=training_seed)
     return spoken_qa_sentences(count, seed=HELDOUT_SEED, exclude=training)
 
 
@@ -150,7 +150,11 @@ def main(argv=None) -> int:
     load1 = os.getloadavg()[0]  # other processes share the CPUs: timings depend on it
     print(f"{platform.node()}: {os.cpu_count()} CPUs, 1-minute load {load1:.2f}")
     rows = {}
-    for name, texts in [("heldout", heldout_sentences(args.sentences)), ("extra", EXTRA)]:
+    info = getattr(tok, "info", {})  # a fitted codec records its training sentences
+    heldout = heldout_sentences(
+        args.sentences, info.get("num_sentences", 2000), info.get("seed", 0)
+    )
+    for name, texts in [("heldout", heldout), ("extra", EXTRA)]:
         r = rows[name] = measure(tok, texts, asr)
         print(
             f"{name}: {r['sentences']} sentences, {r['audio_seconds']} s | ASR-WER original "

@@ -41,8 +41,9 @@ def test_stereo_is_mixed_to_mono(tmp_path):
     out = load_audio(path)
     np.testing.assert_allclose(out, (left + right) / 2, atol=1e-4)
     # A (channels, frames) array from a caller is understood as well.
-    np.testing.assert_allclose(load_audio(np.stack([left, right]), 16_000), (left + right) / 2,
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        load_audio(np.stack([left, right]), 16_000), (left + right) / 2, atol=1e-6
+    )
 
 
 def test_int16_arrays_are_scaled():

@@ -65,13 +65,23 @@ def _digest(folder, names):
 
 
 def _plan(dialogues):
-    return [(d.id, d.split, [(t.family, t.question, t.answer, t.user_voice, t.user_audio,
-                              t.assistant_audio) for t in d.turns]) for d in dialogues]
+    return [
+        (
+            d.id,
+            d.split,
+            [
+                (t.family, t.question, t.answer, t.user_voice, t.user_audio, t.assistant_audio)
+                for t in d.turns
+            ],
+        )
+        for d in dialogues
+    ]
 
 
 def test_corpus_build_is_deterministic_and_resumable(tmp_path):
-    config = CorpusConfig(num_dialogues=14, seed=5, heldout_voice_fraction=0.3,
-                          heldout_question_fraction=0.3)
+    config = CorpusConfig(
+        num_dialogues=14, seed=5, heldout_voice_fraction=0.3, heldout_question_fraction=0.3
+    )
     a = build_corpus(tmp_path / "a", config, workers=1, progress=False)
     b = build_corpus(tmp_path / "b", config, workers=2, progress=False)
     dialogues = load_dialogues(a)
@@ -119,9 +129,12 @@ def tokenizer():
 
 def _turns(rng: np.random.Generator, n: int = 2, speech_len: int = 37) -> list[TurnInput]:
     return [
-        TurnInput(f"What is the opposite of hot {i}?", "The opposite of hot is cold.",
-                  user_frames=int(rng.integers(20, 90)),
-                  answer_speech=rng.integers(0, 1024, speech_len + 6 * i))
+        TurnInput(
+            f"What is the opposite of hot {i}?",
+            "The opposite of hot is cold.",
+            user_frames=int(rng.integers(20, 90)),
+            answer_speech=rng.integers(0, 1024, speech_len + 6 * i),
+        )
         for i in range(n)
     ]
 
@@ -190,11 +203,17 @@ def test_collator_aligns_channels_and_places_user_speech(tokenizer, k):
     config = DrVoiceConfig.from_preset("tiny", group_size=k)
     rng = np.random.default_rng(k)
     modes = ["S2M", "T2T", "STC", "S2T"]
-    examples = [format_dialogue(_turns(rng, n=1 + i % 2), m, config, tokenizer)
-                for i, m in enumerate(modes)]
+    examples = [
+        format_dialogue(_turns(rng, n=1 + i % 2), m, config, tokenizer) for i, m in enumerate(modes)
+    ]
     # Each turn's frames hold its turn number, so placement can be checked after packing.
-    feats = [[np.full((f, config.encoder_hidden_size), j + 1.0, np.float32)
-              for j, f in enumerate(ex.user_frames)] for ex in examples]
+    feats = [
+        [
+            np.full((f, config.encoder_hidden_size), j + 1.0, np.float32)
+            for j, f in enumerate(ex.user_frames)
+        ]
+        for ex in examples
+    ]
     batch = DrVoiceCollator(config)(examples, feats)
     b, n = len(examples), max(ex.num_positions for ex in examples)
     assert batch["text_ids"].shape == (b, n) and batch["speech_ids"].shape == (b, n * k)

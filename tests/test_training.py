@@ -20,11 +20,24 @@ from drvoice_lab.training.loop import core_cocktail_merge, lr_lambda
 
 BIN = Path(sys.executable).parent
 MICRO_MODEL = {
-    "backbone_config": {"model_type": "qwen2", "hidden_size": 32, "num_hidden_layers": 2,
-                        "num_attention_heads": 4, "num_key_value_heads": 2,
-                        "intermediate_size": 64, "vocab_size": 1024, "tie_word_embeddings": True},
-    "srh_config": {"model_type": "qwen2", "hidden_size": 16, "num_hidden_layers": 1,
-                   "num_attention_heads": 2, "num_key_value_heads": 1, "intermediate_size": 32},
+    "backbone_config": {
+        "model_type": "qwen2",
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "intermediate_size": 64,
+        "vocab_size": 1024,
+        "tie_word_embeddings": True,
+    },
+    "srh_config": {
+        "model_type": "qwen2",
+        "hidden_size": 16,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+        "intermediate_size": 32,
+    },
 }
 
 
@@ -75,18 +88,38 @@ def test_core_cocktail_merge_interpolates_the_backbone():
 @pytest.fixture(scope="module")
 def run_setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("train")
-    corpus = build_corpus(root / "corpus", CorpusConfig(num_dialogues=16, seed=3,
-                                                        heldout_question_fraction=0.25),
-                          workers=1, progress=False)
+    corpus = build_corpus(
+        root / "corpus",
+        CorpusConfig(num_dialogues=16, seed=3, heldout_question_fraction=0.25),
+        workers=1,
+        progress=False,
+    )
     recipe = {
-        "preset": "tiny", "model": MICRO_MODEL, "corpus": str(corpus), "seed": 1,
-        "batch_size": 4, "log_every": 1, "save_every": 1, "eval_every": 0, "keep_checkpoints": 2,
+        "preset": "tiny",
+        "model": MICRO_MODEL,
+        "corpus": str(corpus),
+        "seed": 1,
+        "batch_size": 4,
+        "log_every": 1,
+        "save_every": 1,
+        "eval_every": 0,
+        "keep_checkpoints": 2,
         "stages": [
-            {"name": "srh_pretrain", "modes": {"T2M": 1}, "train": ["srh", "grouping"],
-             "steps": 3, "lr": 1e-2},
+            {
+                "name": "srh_pretrain",
+                "modes": {"T2M": 1},
+                "train": ["srh", "grouping"],
+                "steps": 3,
+                "lr": 1e-2,
+            },
             {"name": "merge", "merge_alpha": 0.5},
-            {"name": "post", "modes": {"S2M": 1, "S2T": 1, "STC": 1}, "steps": 5, "lr": 1e-2,
-             "warmup_steps": 2},
+            {
+                "name": "post",
+                "modes": {"S2M": 1, "S2T": 1, "STC": 1},
+                "steps": 5,
+                "lr": 1e-2,
+                "warmup_steps": 2,
+            },
         ],
     }
     path = root / "recipe.yaml"
@@ -99,8 +132,17 @@ def run_setup(tmp_path_factory):
 
 
 def _train(recipe: Path, out: Path, env: dict, *extra: str, launcher=()) -> None:
-    cmd = [*launcher, str(BIN / "drvoice-lab"), "train", "--recipe", str(recipe), "--out",
-           str(out), "--quiet", *extra]
+    cmd = [
+        *launcher,
+        str(BIN / "drvoice-lab"),
+        "train",
+        "--recipe",
+        str(recipe),
+        "--out",
+        str(out),
+        "--quiet",
+        *extra,
+    ]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
 
@@ -116,8 +158,15 @@ def test_resume_after_sigkill_continues_the_same_curve(run_setup):
     straight = _curve(root / "straight")
     assert [s for s, _ in straight] == list(range(1, 9))
 
-    cmd = [str(BIN / "drvoice-lab"), "train", "--recipe", str(recipe), "--out",
-           str(root / "killed"), "--quiet"]
+    cmd = [
+        str(BIN / "drvoice-lab"),
+        "train",
+        "--recipe",
+        str(recipe),
+        "--out",
+        str(root / "killed"),
+        "--quiet",
+    ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     metrics = root / "killed" / "metrics.jsonl"
     deadline = time.time() + 300
@@ -140,8 +189,12 @@ def test_resume_after_sigkill_continues_the_same_curve(run_setup):
 def test_two_processes_match_one_with_the_same_global_batch(run_setup):
     root, recipe, env = run_setup
     _train(recipe, root / "one", env)
-    _train(recipe, root / "two", env, launcher=(str(BIN / "torchrun"), "--nproc_per_node", "2",
-                                                 "--master_port", "29533"))
+    _train(
+        recipe,
+        root / "two",
+        env,
+        launcher=(str(BIN / "torchrun"), "--nproc_per_node", "2", "--master_port", "29533"),
+    )
     one, two = _curve(root / "one"), _curve(root / "two")
     assert [s for s, _ in one] == [s for s, _ in two]
     for (step, a), (_, b) in zip(one, two, strict=True):

@@ -2,9 +2,11 @@
 
     python -m drvoice_lab.audio.codec_training --out drvoice_lab/assets/speech_tokenizer
 
-Steps: template sentences from a spoken-QA domain (deterministic from a seed) -> hibari TTS at
-a few speeds -> 16 kHz -> stacked log-mel per 25 Hz token -> k-means codebook -> train the
-token -> mel conv decoder on the codebook's own encodings -> save (safetensors + json).
+Steps: template sentences (spoken QA: numbers, arithmetic, days, months, colours, capitals,
+opposites, counts, common phrases; plus everyday subject-verb-object sentences for phonetic
+variety), deterministic from a seed -> hibari TTS at a few speeds -> 16 kHz -> stacked log-mel
+per 25 Hz token -> k-means codebook -> train the token -> mel conv decoder on the codebook's
+own encodings -> save (safetensors + json). About 11 minutes on a shared 2-core CPU.
 """
 
 from __future__ import annotations
@@ -94,6 +96,33 @@ COMMON = [
     "Remember to drink some water.", "The library is closed on Sunday.",
 ]  # fmt: skip
 PREFIXES = ["", "", "", "Sure. ", "Well, ", "Okay. ", "Good question. ", "Let me see. ", "Yes. "]
+# everyday sentences, for phonetic variety beyond the question-answer templates
+SUBJECTS = [
+    "The teacher", "My sister", "Our neighbour", "The young doctor", "A tall man", "The twins",
+    "Her father", "The farmer", "My best friend", "The captain", "The little girl", "Your uncle",
+    "The students", "A friendly nurse", "The police officer", "Grandma", "The chef", "Everyone",
+    "Nobody", "The shopkeeper", "The baby", "Our coach", "The engineer", "A quiet boy",
+]  # fmt: skip
+PREDICATES = [
+    "bought a new bicycle", "cooked a spicy curry", "painted the kitchen blue", "found a wallet",
+    "wrote a short poem", "visited an old castle", "fixed the broken chair", "played chess",
+    "planted some tomatoes", "watched a funny film", "carried the heavy boxes", "won the race",
+    "opened a small shop", "sang a cheerful song", "lost the car keys", "climbed the steep hill",
+    "caught a huge salmon", "built a sandcastle", "borrowed some pencils", "drank hot cocoa",
+    "ordered a cup of tea", "moved to a quiet town", "learned to swim", "answered the phone",
+    "drew a picture of a horse", "washed the dishes", "missed the ferry", "baked a lemon pie",
+    "fed the ducks", "knitted a woolly scarf", "repaired the fence", "juggled three oranges",
+    "checked the weather", "typed a long email", "hummed a tune", "swept the yard",
+]  # fmt: skip
+PLACES = [
+    "", "", " at the station", " near the river", " at the zoo", " in the city centre",
+    " on the beach", " at the office", " in the village", " behind the house", " upstairs",
+    " in the mountains", " at the airport", " by the lake", " in the kitchen",
+]  # fmt: skip
+TIMES = [
+    "", "", " yesterday", " last week", " this morning", " on Saturday", " every evening",
+    " after lunch", " in the summer", " at midnight", " two days ago", " last year",
+]  # fmt: skip
 
 
 def number_words(n: int) -> str:
@@ -211,8 +240,20 @@ def _counts(rng: random.Random) -> list[str]:
     return [f"How many {question}?", f"{answer}."]
 
 
+def _everyday(rng: random.Random) -> list[str]:
+    clause = f"{rng.choice(SUBJECTS)} {rng.choice(PREDICATES)}"
+    clause += rng.choice(PLACES) + rng.choice(TIMES)
+    inner = clause if clause.startswith("Grandma") else clause[0].lower() + clause[1:]
+    return [
+        f"{clause}.",
+        f"I think {inner}.",
+        f"Did you know that {inner}?",
+        f"Repeat after me: {clause}.",
+    ]
+
+
 GENERATORS = [_arithmetic, _arithmetic, _numbers, _calendar, _capitals, _opposites, _colours,
-              _counts]  # fmt: skip
+              _counts, _everyday, _everyday, _everyday]  # fmt: skip
 
 
 def spoken_qa_sentences(count: int, seed: int = 0, exclude: Sequence[str] = ()) -> list[str]:
@@ -439,7 +480,7 @@ def fit_tokenizer(
 def fit_default_tokenizer(
     out_dir: str | Path,
     vocab_size: int = 1024,
-    num_sentences: int = 1500,
+    num_sentences: int = 2000,
     speeds: Sequence[float] = (0.9, 1.0, 1.1),
     kmeans_iters: int = 20,
     steps: int = 1500,
@@ -465,7 +506,7 @@ def fit_default_tokenizer(
     finally:
         torch.set_num_threads(before)
     tok.info = {
-        "corpus": "hibari-tts voice 'heart', spoken-QA template sentences",
+        "corpus": "hibari-tts voice 'heart', spoken-QA and everyday template sentences",
         "num_sentences": num_sentences,
         "speeds": list(speeds),
         "seconds_of_audio": round(sum(len(w) for w in wavs) / 16_000, 1),
@@ -483,7 +524,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--out", required=True, help="directory to write config.json + weights")
     p.add_argument("--vocab-size", type=int, default=1024)
-    p.add_argument("--sentences", type=int, default=1500)
+    p.add_argument("--sentences", type=int, default=2000)
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--kmeans-iters", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
