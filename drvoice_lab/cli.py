@@ -220,6 +220,7 @@ def _add_chat(sub: argparse._SubParsersAction) -> None:
         "--mode", default=None, help="CoM mode (default: S2M for --audio, T2M for --text)"
     )
     p.add_argument("--checkpoint", default=None, help="model folder (default: the shipped model)")
+    p.add_argument("--adapter", default=None, help="LoRA adapter folder to apply to the model")
     p.add_argument("--out", default=None, help="write the spoken answer here (wav)")
     p.add_argument("--temperature", type=float, default=0.0, help="text and speech sampling")
     p.add_argument("--top-p", type=float, default=1.0)
@@ -233,7 +234,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
     from drvoice_lab.inference.pipeline import VoiceChat, default_checkpoint
 
     mode = args.mode or ("S2M" if args.audio else "T2M")
-    chat = VoiceChat.from_checkpoint(args.checkpoint or default_checkpoint())
+    chat = VoiceChat.from_checkpoint(args.checkpoint or default_checkpoint(), args.adapter)
     sampling = SamplingConfig(temperature=args.temperature, top_p=args.top_p)
     result = chat.respond(
         audio=args.audio,
@@ -263,6 +264,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
 def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="answer accuracy per CoM mode and voice, speech-text WER")
     p.add_argument("--checkpoint", default=None, help="model folder (default: the shipped model)")
+    p.add_argument("--adapter", default=None, help="LoRA adapter folder to apply to the model")
     p.add_argument("--corpus", default=None, help="corpus folder (default: the default corpus)")
     p.add_argument(
         "--split", default="test_question", choices=["train", "test_question", "test_voice"]
@@ -279,7 +281,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from drvoice_lab.inference.pipeline import VoiceChat, default_checkpoint
 
     checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
-    chat = VoiceChat.from_checkpoint(checkpoint)
+    chat = VoiceChat.from_checkpoint(checkpoint, args.adapter)
     report = evaluate(
         chat,
         args.corpus or default_corpus_dir(),
@@ -288,9 +290,67 @@ def cmd_eval(args: argparse.Namespace) -> int:
         args.limit,
     )
     report["checkpoint"] = str(checkpoint)
+    report["adapter"] = args.adapter
     print(markdown_table(report))
-    json_path, _ = write_report(report, args.out or checkpoint / "eval" / args.split)
+    default_out = Path(args.adapter or checkpoint) / "eval" / args.split
+    json_path, _ = write_report(report, args.out or default_out)
     print(f"written: {json_path} (+ eval.md)")
+    return 0
+
+
+def _add_merge(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "merge",
+        help="Core-Cocktail merge: backbone = alpha * TUNED + (1 - alpha) * BASE, rest from TUNED",
+    )
+    p.add_argument("--base", required=True, help="model folder M0 (before fine-tuning)")
+    p.add_argument("--tuned", required=True, help="model folder M1 (after fine-tuning)")
+    p.add_argument("--alpha", type=float, required=True, help="weight of TUNED, in [0, 1]")
+    p.add_argument("--out", required=True, help="folder for the merged model")
+    p.set_defaults(func=cmd_merge)
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from drvoice_lab.training.export import merge_backbones
+
+    out = merge_backbones(args.base, args.tuned, args.out, args.alpha)
+    print(f"merged backbone (alpha {args.alpha:g}) written to {out}")
+    return 0
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export", help="package a trained model (fp16 + tokenizers + model card), evaluated"
+    )
+    p.add_argument("model", help="a trained model folder (runs/<name>/final)")
+    p.add_argument("--out", required=True, help="destination folder (replaced)")
+    p.add_argument("--corpus", default=None, help="corpus to evaluate on (default corpus)")
+    p.add_argument(
+        "--splits", default="test_voice,test_question", help="splits for the card ('' = none)"
+    )
+    p.add_argument("--modes", default="S2T,S2M,T2M,T2T,STC", help="comma-separated CoM modes")
+    p.add_argument("--limit", type=int, default=None, help="first N dialogues of each split")
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from drvoice_lab.data.corpus import default_corpus_dir
+    from drvoice_lab.evaluation.evaluate import WhisperASR, evaluate, markdown_table
+    from drvoice_lab.inference.pipeline import VoiceChat
+    from drvoice_lab.training.export import export_model, write_card
+
+    out = export_model(args.model, args.out)
+    reports, asr = [], None
+    modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
+    for split in [s.strip() for s in args.splits.split(",") if s.strip()]:
+        asr = asr or WhisperASR()
+        chat = VoiceChat.from_checkpoint(out)  # what ships: the fp16 weights
+        report = evaluate(chat, args.corpus or default_corpus_dir(), split, modes, args.limit, asr)
+        print(markdown_table(report))
+        reports.append(report)
+    card = write_card(out, reports)
+    size = sum(p.stat().st_size for p in out.iterdir() if p.is_file())
+    print(f"exported {out} ({size / 1e6:.1f} MB); model card: {card}")
     return 0
 
 
@@ -323,6 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_chat(sub)
     _add_eval(sub)
+    _add_merge(sub)
+    _add_export(sub)
     return parser
 
 

@@ -15,11 +15,12 @@ from drvoice_lab.data.com import MODES, TurnInput, format_dialogue, sample_mode
 from drvoice_lab.data.corpus import (
     CorpusConfig,
     build_corpus,
+    is_heldout,
     load_dialogues,
     load_utterance,
     question_is_heldout,
 )
-from drvoice_lab.data.tasks import FAMILIES, number_words
+from drvoice_lab.data.tasks import FAMILIES, QA, number_words
 from drvoice_lab.data.text_tokenizer import TextTokenizer
 from drvoice_lab.data.voices import HELDOUT_USER_VOICES, Voice
 from drvoice_lab.modeling import IGNORE_INDEX, num_positions
@@ -42,6 +43,23 @@ def test_at_least_five_deterministic_families():
         assert a == b and all(qa.family == name and qa.question and qa.answer for qa in a)
     qa = FAMILIES["arithmetic"](random.Random(0))
     assert not any(ch.isdigit() for ch in qa.question + qa.answer)  # numbers are spoken as words
+
+
+def test_answers_do_not_depend_on_the_phrasing():
+    """Held-out questions are other phrasings of known content: the answer is the same."""
+    for make in FAMILIES.values():
+        answers_by_phrasing: dict[str, dict[int, set[str]]] = {}
+        rng = random.Random(1)
+        for _ in range(400):
+            qa = make(rng)
+            answers_by_phrasing.setdefault(qa.answer, {}).setdefault(qa.phrasing, set())
+            answers_by_phrasing[qa.answer][qa.phrasing].add(qa.question)
+        assert any(0 in p and len(p) > 1 for p in answers_by_phrasing.values())
+        for phrasings in answers_by_phrasing.values():  # one question text per phrasing
+            assert all(len(questions) == 1 for questions in phrasings.values())
+    canonical = QA("facts", "What is the capital of Peru?", "The capital of Peru is Lima.", 0)
+    assert not is_heldout(canonical, 1.0)
+    assert is_heldout(QA("facts", "Tell me the capital of Peru.", canonical.answer, 2), 1.0)
 
 
 @pytest.mark.parametrize("spec", ["hibari@1.15", "espeak:en-gb-x-rp+f3@150"])
@@ -106,9 +124,9 @@ def test_corpus_build_is_deterministic_and_resumable(tmp_path):
             assert voices <= heldout_voices
         else:
             assert not voices & heldout_voices
-        if d.split == "test_question":
+        if d.split != "train":  # both test splits end in a held-out phrasing
             assert d.turns[-1].question not in train_questions
-            assert question_is_heldout(d.turns[-1].question, 0.3)
+            assert question_is_heldout(d.turns[-1].question, config.heldout_phrasing_fraction)
     wav = load_utterance(a, dialogues[0].turns[0].assistant_audio)
     assert abs(len(wav) / 16_000 - dialogues[0].turns[0].assistant_seconds) < 1e-3
 

@@ -273,3 +273,27 @@ def test_presets_build_and_tiny_fits_the_budget():
     for report in (tiny, small, seven):
         parts = sum(v for key, v in report.items() if "total" not in key and "encoder" not in key)
         assert parts == report["trainable_total"]
+
+
+def test_rows_without_speech_labels_skip_the_srh_with_the_same_loss():
+    """A batch mixing speech-out and text-only rows: the SRH runs on speech rows only, and
+    loss and gradients equal those of the speech rows' own batch."""
+    torch.manual_seed(0)
+    config = micro_config(k=5)
+    model = DrVoiceModel(config)
+    text = torch.randint(2, config.text_vocab_size, (3, 6))
+    speech = torch.randint(0, config.speech_codebook_size, (3, 30))
+    labels = speech.clone()
+    labels[1] = IGNORE_INDEX  # row 1: a text-only mode
+    mixed = model(text, speech, text_labels=text, speech_labels=labels)
+    assert mixed.speech_logits.shape[0] == 2
+    mixed.speech_loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.srh.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    keep = torch.tensor([0, 2])
+    alone = model(text[keep], speech[keep], text_labels=text[keep], speech_labels=labels[keep])
+    alone.speech_loss.backward()
+    torch.testing.assert_close(mixed.speech_loss, alone.speech_loss)
+    for name, p in model.srh.named_parameters():
+        if name in grads:
+            torch.testing.assert_close(grads[name], p.grad, msg=name)

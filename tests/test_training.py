@@ -200,3 +200,109 @@ def test_two_processes_match_one_with_the_same_global_batch(run_setup):
     for (step, a), (_, b) in zip(one, two, strict=True):
         # Each rank averages over its own tokens; the global mean weighs them differently.
         assert a == pytest.approx(b, rel=0.05), f"step {step}: {a} vs {b}"
+
+
+def _run_cli(*args: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(BIN / "drvoice-lab"), *args], env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+def test_finished_run_exports_merges_and_chats(run_setup):
+    from drvoice_lab.inference.pipeline import CheckpointError, load_checkpoint
+    from drvoice_lab.training.export import merge_backbones
+
+    root, recipe, env = run_setup
+    _train(recipe, root / "finished", env)
+    final = root / "finished" / "final"
+    facts = json.loads((final / "training.json").read_text())
+    assert facts["steps"] == 8 and facts["train_seconds"] > 0 and len(facts["corpus_sha256"]) == 64
+    assert json.loads((final / "speech_tokenizer.json").read_text())["name"] == "default"
+    events = list((root / "finished" / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 100
+
+    # export: fp16 on disk, float32 when loaded, same predictions up to fp16 rounding
+    done = _run_cli("export", str(final), "--out", str(root / "shipped"), "--splits", "", env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    shipped = root / "shipped"
+    card = (shipped / "README.md").read_text()
+    assert "corpus_sha256" not in card and facts["corpus_sha256"] in card
+    assert "## Evaluation" in card and "make default-model" in card
+    from safetensors import safe_open
+
+    with safe_open(str(shipped / "model.safetensors"), framework="pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
+    full, _ = load_checkpoint(final)
+    half, _ = load_checkpoint(shipped)
+    assert next(half.parameters()).dtype == torch.float32
+    text = torch.randint(2, 200, (1, 12))
+    with torch.no_grad():
+        a, b = full(text).text_logits, half(text).text_logits
+    assert (a.argmax(-1) == b.argmax(-1)).float().mean() > 0.9
+    torch.testing.assert_close(a, b, atol=0.05, rtol=0.05)
+
+    # chat: a typed turn on the exported model prints an answer and writes a wav
+    wav = root / "answer.wav"
+    done = _run_cli(
+        "chat", "--checkpoint", str(shipped), "--text", "What is two plus two?",
+        "--max-positions", "6", "--out", str(wav), env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "T2M: " in done.stderr and wav.exists()
+
+    # merge: alpha 1 keeps the tuned backbone, alpha 0 takes the base one
+    done = _run_cli(
+        "merge", "--base", str(shipped), "--tuned", str(final), "--alpha", "0",
+        "--out", str(root / "merged0"), env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    merged, _ = load_checkpoint(root / "merged0")
+    for (name, p), (_, q) in zip(
+        merged.backbone.named_parameters(), half.backbone.named_parameters(), strict=True
+    ):
+        torch.testing.assert_close(p, q, msg=name)
+    torch.testing.assert_close(merged.srh.ungroup.weight, full.srh.ungroup.weight)
+    assert (root / "merged0" / "text_tokenizer.json").exists()
+    with pytest.raises(ValueError, match=r"alpha"):
+        merge_backbones(shipped, final, root / "bad", 1.5)
+
+    # a model whose speech tokenizer changed since training is refused, not decoded to noise
+    ref = json.loads((shipped / "speech_tokenizer.json").read_text())
+    ref["sha256"] = "0" * 64
+    (shipped / "speech_tokenizer.json").write_text(json.dumps(ref))
+    done = _run_cli("chat", "--checkpoint", str(shipped), "--text", "hi", env=env)
+    assert done.returncode == 2 and "speech tokenizer" in done.stderr
+    assert "Traceback" not in done.stderr
+    with pytest.raises(CheckpointError, match="not a LoRA adapter"):
+        load_checkpoint(final, adapter=root)
+
+
+def test_ctc_align_stage_trains_only_the_speech_adapter(run_setup, tmp_path):
+    from drvoice_lab.inference.pipeline import load_checkpoint
+
+    root, recipe_path, env = run_setup
+    recipe = yaml.safe_load(recipe_path.read_text())
+    recipe["stages"] = [
+        {"name": "align", "objective": "ctc_align", "steps": 6, "lr": 5e-3},
+        {"name": "merge", "merge_alpha": 1.0},  # exports after a no-op stage
+    ]
+    path = tmp_path / "ctc.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    _train(path, tmp_path / "run", env)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["ctc_loss"] for r in rows if "ctc_loss" in r]
+    assert len(losses) == 6 and losses[-1] < losses[0]
+    # checkpointed only at the end of the stage (the CTC head is not part of the model)
+    assert sorted(p.name for p in (tmp_path / "run").glob("step-*")) == ["step-000006"]
+
+    trained, _ = load_checkpoint(tmp_path / "run" / "final")
+    torch.manual_seed(recipe["seed"])
+    from drvoice_lab.modeling import DrVoiceModel
+
+    fresh = DrVoiceModel(trained.config)
+    for name, p in trained.named_parameters():
+        same = torch.equal(p, dict(fresh.named_parameters())[name])
+        assert same != name.startswith("adapter.to_25hz."), name  # the CTC head's input
+
+    with pytest.raises(ValueError, match="objective"):
+        Recipe.from_dict({**recipe, "stages": [{"name": "x", "objective": "asr", "steps": 1}]})

@@ -2,6 +2,7 @@
 
 drvoice-lab speech encode IN.wav --out ids.npy [--tokenizer NAME]
 drvoice-lab speech decode ids.npy --out OUT.wav [--tokenizer NAME]
+drvoice-lab speech say "What is two plus two?" --out question.wav [--voice SPEC]
 
 NAME: 'default' (the embedded mel codec), a directory holding a fitted codec, or
 'cosyvoice2[:DIR]'. Any audio the audio layer reads is accepted (any rate, stereo).
@@ -35,6 +36,16 @@ def add_speech_commands(subparsers: argparse._SubParsersAction) -> None:
     dec.add_argument("--tokenizer", default=None, help=TOKENIZER_HELP)
     dec.set_defaults(func=cmd_speech_decode)
 
+    say = sub.add_parser("say", help="text -> wav with one of the corpus TTS voices")
+    say.add_argument("text", help="what to say")
+    say.add_argument("--out", type=Path, required=True, help="where to write the wav (16 kHz)")
+    say.add_argument(
+        "--voice",
+        default="espeak:en-us+m5@140",
+        help="'hibari@SPEED' or 'espeak:NAME@WPM' (default: a user voice held out of training)",
+    )
+    say.set_defaults(func=cmd_speech_say)
+
 
 def cmd_speech_encode(args: argparse.Namespace) -> int:
     from drvoice_lab.audio import load_audio
@@ -59,6 +70,20 @@ def cmd_speech_decode(args: argparse.Namespace) -> int:
         write_audio(args.out, wav, tok.sample_rate)
         seconds = len(wav) / tok.sample_rate
         print(f"{args.input}: {len(ids)} tokens -> {seconds:.2f} s -> {args.out}")
+
+    return _guard(run)
+
+
+def cmd_speech_say(args: argparse.Namespace) -> int:
+    from drvoice_lab.audio import write_audio
+    from drvoice_lab.data.voices import Voice
+
+    def run() -> None:
+        if not args.text.strip():
+            raise ValueError("nothing to say: the text is empty")
+        wav = Voice.parse(args.voice).synthesize(args.text)
+        write_audio(args.out, wav, 16_000)
+        print(f"{args.voice}: {len(wav) / 16_000:.2f} s -> {args.out}")
 
     return _guard(run)
 

@@ -25,6 +25,7 @@ exactly: every step runs in the same order on the same numbers whatever the chun
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from abc import ABC, abstractmethod
@@ -579,6 +580,18 @@ def load_speech_tokenizer(name: str | Path | None = None) -> SpeechTokenizer:
         f"unknown speech tokenizer {text!r}: use 'default', 'cosyvoice2[:DIR]' or a directory "
         "holding a fitted codec"
     )
+
+
+def speech_tokenizer_fingerprint(name: str | Path | None = None) -> str | None:
+    """sha256 of a fitted codec's weights (the default one for ``None``/``"default"``), so a
+    model can check it is decoded by the tokenizer it was trained with; None for external
+    tokenizers (CosyVoice2), whose identity is their name."""
+    text = "default" if name is None else str(name)
+    folder = DEFAULT_DIR if text == "default" else Path(text)
+    weights = folder / "model.safetensors"
+    if not weights.is_file():
+        return None
+    return hashlib.sha256(weights.read_bytes()).hexdigest()
 
 
 def seconds_to_tokens(seconds: float) -> int:

@@ -7,9 +7,11 @@ On-disk format (a folder; documented in docs/corpus.md)::
     text_tokenizer.json  byte-level BPE trained on the corpus text (HF ``tokenizers`` format)
     audio/<id>.flac    16 kHz mono 16-bit FLAC, one file per distinct (voice, text)
 
-Splits: ``train``; ``test_question`` (questions whose text is held out, training voices);
-``test_voice`` (training questions spoken by held-out voices). Held-out questions are chosen by
-a hash of their text, so they stay held out whatever the seed or corpus size.
+Splits: ``train``; ``test_question`` (dialogues ending in a held-out question, training
+voices); ``test_voice`` (dialogues ending in a held-out question, spoken by held-out voices:
+the quality-floor set). A held-out question is a non-canonical phrasing of known content (see
+``drvoice_lab.data.tasks.QA``) picked by a hash of its text, so it stays held out whatever the
+seed or corpus size, and training still sees its answer through the other phrasings.
 Everything is deterministic from the seed; audio already on disk is reused.
 """
 
@@ -30,12 +32,12 @@ from tqdm.auto import tqdm
 
 from drvoice_lab.audio.io import MODEL_SAMPLE_RATE
 from drvoice_lab.data.com import MODES
-from drvoice_lab.data.tasks import FAMILIES
+from drvoice_lab.data.tasks import FAMILIES, QA
 from drvoice_lab.data.text_tokenizer import TextTokenizer
 from drvoice_lab.data.voices import ASSISTANT_VOICE, HELDOUT_USER_VOICES, TRAIN_USER_VOICES, Voice
 from drvoice_lab.paths import cache_dir
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 SPLITS = ("train", "test_question", "test_voice")
 
 
@@ -46,6 +48,7 @@ class CorpusConfig:
     multi_turn_fraction: float = 0.3
     heldout_voice_fraction: float = 0.08
     heldout_question_fraction: float = 0.08
+    heldout_phrasing_fraction: float = 0.25  # of non-canonical phrasings
     families: tuple[str, ...] = tuple(FAMILIES)
     text_vocab_size: int = 2048
     seed: int = 0
@@ -82,8 +85,14 @@ def default_corpus_dir() -> Path:
 
 
 def question_is_heldout(question: str, fraction: float) -> bool:
+    """The hash test alone: True for about ``fraction`` of question texts."""
     digest = int(hashlib.sha1(question.encode()).hexdigest()[:8], 16)
     return digest / 0xFFFFFFFF < fraction
+
+
+def is_heldout(qa: QA, fraction: float) -> bool:
+    """Kept out of training: a non-canonical phrasing whose text hashes under ``fraction``."""
+    return qa.phrasing > 0 and question_is_heldout(qa.question, fraction)
 
 
 def utterance_id(voice: Voice, text: str) -> str:
@@ -108,14 +117,11 @@ def plan_dialogues(config: CorpusConfig) -> list[Dialogue]:
             n_turns = rng.randint(2, config.max_turns)
         turns = []
         for position in range(n_turns):
-            # test_question dialogues end in a held-out question; all others avoid them.
-            want_heldout = split == "test_question" and position == n_turns - 1
+            # test dialogues end in a held-out question; all other turns avoid them.
+            want_heldout = split != "train" and position == n_turns - 1
             for _ in range(1000):
                 qa = rng.choice(families)(rng)
-                if (
-                    question_is_heldout(qa.question, config.heldout_question_fraction)
-                    == want_heldout
-                ):
+                if is_heldout(qa, config.heldout_phrasing_fraction) == want_heldout:
                     break
             else:
                 raise RuntimeError("could not draw a question for the split; widen the families")

@@ -33,9 +33,20 @@ def number_words(n: int) -> str:
 
 @dataclass(frozen=True)
 class QA:
+    """One question and its answer. ``phrasing`` indexes the family's question templates; the
+    answer depends only on the content, never on the phrasing, so a question asked in a
+    phrasing held out of training is still answerable from what training saw (phrasing 0,
+    the canonical one, is never held out)."""
+
     family: str
     question: str
     answer: str
+    phrasing: int = 0
+
+
+def _ask(rng: random.Random, family: str, templates: tuple[str, ...], answer: str, **slots) -> QA:
+    phrasing = rng.randrange(len(templates))
+    return QA(family, templates[phrasing].format(**slots), answer, phrasing)
 
 
 DAYS = "Monday Tuesday Wednesday Thursday Friday Saturday Sunday".split()
@@ -90,80 +101,109 @@ REPEAT_OBJECTS = (
 )
 
 
+PLUS = (
+    "What is {a} plus {b}?",
+    "How much is {a} plus {b}?",
+    "What do you get when you add {a} and {b}?",
+    "Can you tell me {a} plus {b}?",
+)
+MINUS = (
+    "What is {a} minus {b}?",
+    "How much is {a} minus {b}?",
+    "What do you get when you take {b} from {a}?",
+    "Can you tell me {a} minus {b}?",
+)
+CAPITAL = (
+    "What is the capital of {x}?",
+    "Which city is the capital of {x}?",
+    "Tell me the capital of {x}.",
+    "Do you know the capital of {x}?",
+)
+COLOUR = (
+    "What colour is {x}?",
+    "Which colour is {x}?",
+    "Tell me the colour of {x}.",
+    "Do you know what colour {x} is?",
+)
+LEG_COUNT = (
+    "How many legs does {x} have?",
+    "What is the number of legs on {x}?",
+    "Tell me how many legs {x} has.",
+    "Do you know how many legs {x} has?",
+)
+OPPOSITE = (
+    "What is the opposite of {x}?",
+    "Tell me the opposite of {x}.",
+    "What word means the opposite of {x}?",
+    "Do you know the opposite of {x}?",
+)
+AFTER = (
+    "What {kind} comes after {x}?",
+    "Which {kind} follows {x}?",
+    "Tell me the {kind} after {x}.",
+    "What is the {kind} after {x}?",
+)
+REPEAT = (
+    "Repeat after me: {x}.",
+    "Please say: {x}.",
+    "Say this back to me: {x}.",
+    "Can you repeat this: {x}.",
+)
+
+
 def arithmetic(rng: random.Random) -> QA:
-    a, b = rng.randint(0, 20), rng.randint(0, 20)
+    # Operands 0..9: a closed world small enough that every sum and difference is seen in
+    # training many times (in some phrasing) for a few-M-parameter model to memorise it.
+    a, b = rng.randint(0, 9), rng.randint(0, 9)
     if rng.random() < 0.5:
-        return QA(
-            "arithmetic",
-            f"What is {number_words(a)} plus {number_words(b)}?",
-            f"{number_words(a)} plus {number_words(b)} is {number_words(a + b)}.".capitalize(),
-        )
+        a_, b_, c_ = number_words(a), number_words(b), number_words(a + b)
+        return _ask(rng, "arithmetic", PLUS, f"{a_} plus {b_} is {c_}.".capitalize(), a=a_, b=b_)
     a, b = max(a, b), min(a, b)
-    return QA(
-        "arithmetic",
-        f"What is {number_words(a)} minus {number_words(b)}?",
-        f"{number_words(a)} minus {number_words(b)} is {number_words(a - b)}.".capitalize(),
-    )
+    a_, b_, c_ = number_words(a), number_words(b), number_words(a - b)
+    return _ask(rng, "arithmetic", MINUS, f"{a_} minus {b_} is {c_}.".capitalize(), a=a_, b=b_)
 
 
 def facts(rng: random.Random) -> QA:
     kind = rng.randrange(3)
     if kind == 0:
         country = rng.choice(sorted(CAPITALS))
-        return QA(
-            "facts",
-            f"What is the capital of {country}?",
-            f"The capital of {country} is {CAPITALS[country]}.",
-        )
+        answer = f"The capital of {country} is {CAPITALS[country]}."
+        return _ask(rng, "facts", CAPITAL, answer, x=country)
     if kind == 1:
         thing = rng.choice(sorted(COLOURS))
-        return QA("facts", f"What colour is {thing}?", f"{thing.capitalize()} is {COLOURS[thing]}.")
+        answer = f"{thing.capitalize()} is {COLOURS[thing]}."
+        return _ask(rng, "facts", COLOUR, answer, x=thing)
     animal = rng.choice(sorted(LEGS))
-    return QA(
-        "facts",
-        f"How many legs does {animal} have?",
-        f"{animal.capitalize()} has {number_words(LEGS[animal])} legs.",
-    )
+    answer = f"{animal.capitalize()} has {number_words(LEGS[animal])} legs."
+    return _ask(rng, "facts", LEG_COUNT, answer, x=animal)
 
 
 def opposites(rng: random.Random) -> QA:
     word = rng.choice(sorted(OPPOSITES))
-    return QA(
-        "opposites",
-        f"What is the opposite of {word}?",
-        f"The opposite of {word} is {OPPOSITES[word]}.",
-    )
+    answer = f"The opposite of {word} is {OPPOSITES[word]}."
+    return _ask(rng, "opposites", OPPOSITE, answer, x=word)
 
 
 def sequences(rng: random.Random) -> QA:
     kind = rng.randrange(3)
     if kind == 0:
         i = rng.randrange(7)
-        return QA(
-            "sequences",
-            f"What day comes after {DAYS[i]}?",
-            f"{DAYS[(i + 1) % 7]} comes after {DAYS[i]}.",
-        )
+        answer = f"{DAYS[(i + 1) % 7]} comes after {DAYS[i]}."
+        return _ask(rng, "sequences", AFTER, answer, kind="day", x=DAYS[i])
     if kind == 1:
         i = rng.randrange(12)
-        return QA(
-            "sequences",
-            f"What month comes after {MONTHS[i]}?",
-            f"{MONTHS[(i + 1) % 12]} comes after {MONTHS[i]}.",
-        )
-    n = rng.randint(0, 98)
-    return QA(
-        "sequences",
-        f"What number comes after {number_words(n)}?",
-        f"{number_words(n + 1)} comes after {number_words(n)}.".capitalize(),
-    )
+        answer = f"{MONTHS[(i + 1) % 12]} comes after {MONTHS[i]}."
+        return _ask(rng, "sequences", AFTER, answer, kind="month", x=MONTHS[i])
+    n = rng.randint(0, 49)
+    answer = f"{number_words(n + 1)} comes after {number_words(n)}.".capitalize()
+    return _ask(rng, "sequences", AFTER, answer, kind="number", x=number_words(n))
 
 
 def repeat(rng: random.Random) -> QA:
     sentence = (
         f"{rng.choice(REPEAT_SUBJECTS)} {rng.choice(REPEAT_VERBS)} {rng.choice(REPEAT_OBJECTS)}"
     ).capitalize()
-    return QA("repeat", f"Repeat after me: {sentence}.", f"{sentence}.")
+    return _ask(rng, "repeat", REPEAT, f"{sentence}.", x=sentence)
 
 
 FAMILIES: dict[str, Callable[[random.Random], QA]] = {

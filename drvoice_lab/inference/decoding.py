@@ -8,6 +8,8 @@ incremental decoding equal a full recompute.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -32,8 +34,22 @@ class JointOutput:
     speech_logits: list[torch.Tensor] = field(default_factory=list)  # T*k x (B, V_s)
 
 
+@dataclass
+class JointStep:
+    """One decoding step (one 5 Hz position): its text token and its k speech tokens, whether
+    each channel has ended (per row), and how long the step's backbone and SRH work took."""
+
+    text: torch.Tensor  # (B,)
+    speech: torch.Tensor  # (B, k)
+    text_done: torch.Tensor  # (B,) bool
+    speech_done: torch.Tensor  # (B,) bool
+    seconds: dict[str, float]  # "backbone" (prefill on step 0), "srh"
+    text_logits: torch.Tensor | None = None  # (B, V_text) when keep_logits
+    speech_logits: list[torch.Tensor] = field(default_factory=list)  # k x (B, V_s)
+
+
 @torch.no_grad()
-def generate_joint(
+def iter_joint(
     model: DrVoiceModel,
     text_ids: torch.Tensor,
     speech_ids: torch.Tensor | None = None,
@@ -47,8 +63,10 @@ def generate_joint(
     generate_speech: bool = True,
     generator: torch.Generator | None = None,
     keep_logits: bool = False,
-) -> JointOutput:
-    """Continue a prompt (rows of equal length, no padding) until both channels end.
+) -> Iterator[JointStep]:
+    """Continue a prompt (rows of equal length, no padding), yielding each step as soon as it
+    is decoded, until both channels end or ``max_new_positions`` steps. Closing the generator
+    (or just not asking for more) cancels the turn.
 
     The text channel ends at ``text_eos`` (then emits ``text_pad``); the speech channel ends at
     ``speech_eos`` (then emits pad/silence). With ``generate_speech=False`` (text-only modes
@@ -57,6 +75,7 @@ def generate_joint(
     cfg = model.config
     k = cfg.group_size
     model.eval()
+    clock = time.perf_counter()
     prompt = model.align_channels(text_ids, speech_ids)
     b, n = prompt.text_ids.shape
     if user_position_mask is not None and user_position_mask.shape[1] < n:
@@ -70,25 +89,26 @@ def generate_joint(
         prompt.text_ids, prompt.speech_ids, user_features, user_feature_lengths, user_position_mask
     )
     hidden, logits = model.run_backbone(inputs, cache=backbone_cache)  # (B, n, D), (B, n, V)
+    backbone_seconds = time.perf_counter() - clock
+    clock = time.perf_counter()
     if generate_speech and n > 1:
         model.srh(
             model.srh.substates(hidden[:, :-1]), prompt.speech_ids[:, k - 1 : -1], cache=srh_cache
         )
+    srh_prefill = time.perf_counter() - clock
     last_hidden, text_logits = hidden[:, -1:], logits[:, -1]  # (B, 1, D), (B, V)
     prev_speech = prompt.speech_ids[:, -1]  # (B,)
 
     device = text_ids.device
     text_done = torch.zeros(b, dtype=torch.bool, device=device)
     speech_done = torch.full((b,), not generate_speech, dtype=torch.bool, device=device)
-    out_text, out_speech, kept_text, kept_speech = [], [], [], []
     for _ in range(max_new_positions):
-        if keep_logits:
-            kept_text.append(text_logits)
+        clock = time.perf_counter()
         token = sample(text_logits, text_sampling, generator)
         token = torch.where(text_done, cfg.text_pad_token_id, token)  # (B,)
-        text_done |= token == cfg.text_eos_token_id
+        text_done = text_done | (token == cfg.text_eos_token_id)
 
-        group = []
+        group, kept_speech = [], []
         if generate_speech:
             substates = model.srh.substates(last_hidden)  # (B, k, d_s)
             for j in range(k):
@@ -99,29 +119,46 @@ def generate_joint(
                     kept_speech.append(speech_logits)
                 prev_speech = sample(speech_logits, speech_sampling, generator)
                 prev_speech = torch.where(speech_done, cfg.speech_pad_token_id, prev_speech)
-                speech_done |= prev_speech == cfg.speech_eos_token_id
+                speech_done = speech_done | (prev_speech == cfg.speech_eos_token_id)
                 group.append(prev_speech)
         else:
             group = [torch.full_like(token, cfg.speech_pad_token_id)] * k
         group_ids = torch.stack(group, dim=1)  # (B, k)
-        out_text.append(token)
-        out_speech.append(group_ids)
+        srh_seconds = time.perf_counter() - clock + srh_prefill
+        yield JointStep(
+            token,
+            group_ids,
+            text_done,
+            speech_done,
+            {"backbone": backbone_seconds, "srh": srh_seconds},
+            text_logits if keep_logits else None,
+            kept_speech,
+        )
         if bool((text_done & speech_done).all()):
-            break
+            return
+        clock, srh_prefill = time.perf_counter(), 0.0
         inputs = model.embed_inputs(token[:, None], group_ids)  # (B, 1, D)
         hidden, logits = model.run_backbone(inputs, cache=backbone_cache)
         last_hidden, text_logits = hidden[:, -1:], logits[:, -1]
+        backbone_seconds = time.perf_counter() - clock
 
-    text_out = torch.stack(out_text, dim=1)  # (B, T)
-    speech_out = torch.cat(out_speech, dim=1)  # (B, T*k)
+
+def generate_joint(model: DrVoiceModel, text_ids: torch.Tensor, *args, **kwargs) -> JointOutput:
+    """Run :func:`iter_joint` to the end and collect both channels (same arguments)."""
+    cfg = model.config
+    steps = list(iter_joint(model, text_ids, *args, **kwargs))
+    if not steps:
+        raise ValueError("max_new_positions must be >= 1")
+    text_out = torch.stack([s.text for s in steps], dim=1)  # (B, T)
+    speech_out = torch.cat([s.speech for s in steps], dim=1)  # (B, T*k)
     return JointOutput(
         text_ids=text_out,
         speech_ids=speech_out,
         text=[_cut(row, cfg.text_eos_token_id, drop=cfg.text_pad_token_id) for row in text_out],
         speech=[_cut(row, cfg.speech_eos_token_id) for row in speech_out],
-        steps=text_out.shape[1],
-        text_logits=kept_text,
-        speech_logits=kept_speech,
+        steps=len(steps),
+        text_logits=[s.text_logits for s in steps if s.text_logits is not None],
+        speech_logits=[logit for s in steps for logit in s.speech_logits],
     )
 
 

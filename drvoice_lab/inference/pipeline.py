@@ -7,7 +7,10 @@ history so later turns see earlier ones exactly as the model produced them.
 
 from __future__ import annotations
 
+import json
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +21,7 @@ from drvoice_lab.audio.io import AudioLimits, load_audio
 from drvoice_lab.data.collator import DrVoiceCollator
 from drvoice_lab.data.com import MODES, TurnInput, format_dialogue
 from drvoice_lab.data.text_tokenizer import TextTokenizer
-from drvoice_lab.inference.decoding import generate_joint
+from drvoice_lab.inference.decoding import iter_joint
 from drvoice_lab.inference.sampling import SamplingConfig
 from drvoice_lab.modeling import DrVoiceModel
 
@@ -45,8 +48,42 @@ def default_checkpoint() -> Path:
     return ASSETS_DIR / "default_model"
 
 
-def load_checkpoint(path: str | Path) -> tuple[DrVoiceModel, TextTokenizer]:
-    """A DrVoice model folder: config.json + model.safetensors + text_tokenizer.json."""
+SPEECH_TOKENIZER_REF = "speech_tokenizer.json"
+
+
+def write_speech_tokenizer_ref(folder: str | Path, name: str | Path | None) -> None:
+    """Record in a model folder which speech tokenizer its speech tokens belong to."""
+    from drvoice_lab.audio.speech_tokenizer import speech_tokenizer_fingerprint
+
+    ref = {"name": str(name or "default"), "sha256": speech_tokenizer_fingerprint(name)}
+    (Path(folder) / SPEECH_TOKENIZER_REF).write_text(json.dumps(ref, indent=1) + "\n")
+
+
+def load_speech_tokenizer_for(folder: str | Path):
+    """The speech tokenizer a model folder was trained with (checked by fingerprint)."""
+    from drvoice_lab.audio.speech_tokenizer import (
+        load_speech_tokenizer,
+        speech_tokenizer_fingerprint,
+    )
+
+    path = Path(folder) / SPEECH_TOKENIZER_REF
+    ref = json.loads(path.read_text()) if path.exists() else {"name": "default", "sha256": None}
+    found = speech_tokenizer_fingerprint(ref["name"])
+    if ref.get("sha256") and found != ref["sha256"]:
+        raise CheckpointError(
+            f"{folder} was trained with speech tokenizer {ref['name']!r} "
+            f"(sha256 {ref['sha256'][:12]}...) but the one installed now differs "
+            f"({(found or 'missing')[:12]}...): its speech tokens would decode to noise. "
+            "Retrain the model (`drvoice-lab train`) or restore that tokenizer."
+        )
+    return load_speech_tokenizer(ref["name"])
+
+
+def load_checkpoint(
+    path: str | Path, adapter: str | Path | None = None
+) -> tuple[DrVoiceModel, TextTokenizer]:
+    """A DrVoice model folder: config.json + model.safetensors + text_tokenizer.json, loaded
+    in float32 whatever it was stored in; ``adapter``: a LoRA adapter folder merged on top."""
     folder = Path(path)
     missing = [
         n
@@ -58,8 +95,24 @@ def load_checkpoint(path: str | Path) -> tuple[DrVoiceModel, TextTokenizer]:
             f"{folder} is not a DrVoice checkpoint (missing {missing}); "
             "train one with `drvoice-lab train` or pass --checkpoint"
         )
-    model = DrVoiceModel.from_pretrained(folder).eval()
+    model = DrVoiceModel.from_pretrained(folder, dtype=torch.float32).eval()
+    if adapter is not None:
+        model = _with_adapter(model, Path(adapter))
     return model, TextTokenizer.load(folder / "text_tokenizer.json")
+
+
+def _with_adapter(model: DrVoiceModel, adapter: Path) -> DrVoiceModel:
+    from drvoice_lab.training.lora import load_adapter, merge_adapter
+
+    if not (adapter / "adapter_config.json").exists():
+        raise CheckpointError(
+            f"{adapter} is not a LoRA adapter folder (no adapter_config.json); adapters are "
+            "written by a LoRA recipe's `drvoice-lab train` (runs/<name>/final)"
+        )
+    try:
+        return merge_adapter(load_adapter(model, adapter)).eval()
+    except (RuntimeError, KeyError) as err:  # shapes or module names of another model
+        raise CheckpointError(f"adapter {adapter} does not fit this model: {err}") from err
 
 
 class VoiceChat:
@@ -88,14 +141,25 @@ class VoiceChat:
         self.history: list[tuple[TurnInput, np.ndarray | None]] = []  # (turn, user frames)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, **kwargs) -> VoiceChat:
-        model, tokenizer = load_checkpoint(path)
+    def from_checkpoint(
+        cls, path: str | Path, adapter: str | Path | None = None, **kwargs
+    ) -> VoiceChat:
+        model, tokenizer = load_checkpoint(path, adapter)
+        kwargs.setdefault("speech_tokenizer", load_speech_tokenizer_for(path))
         return cls(model, tokenizer, **kwargs)
 
     def reset(self) -> None:
         self.history = []
 
-    def respond(
+    def respond(self, *args, **kwargs) -> TurnResult:
+        """Answer one user turn and return the whole result (``stream`` run to the end; same
+        arguments)."""
+        for event in self.stream(*args, **kwargs):
+            if event.kind == "done":
+                return event.result
+        raise RuntimeError("the turn was cancelled")
+
+    def stream(
         self,
         audio: str | Path | bytes | np.ndarray | None = None,
         sample_rate: int | None = None,
@@ -106,19 +170,27 @@ class VoiceChat:
         max_positions: int = 120,
         decode_audio: bool = True,
         generator: torch.Generator | None = None,
-    ) -> TurnResult:
-        """Answer one user turn (``audio`` for speech-in modes, ``text`` for text-in modes)."""
+        cancel: threading.Event | None = None,
+    ) -> Iterator[TurnEvent]:
+        """Answer one user turn (``audio`` for speech-in modes, ``text`` for text-in modes),
+        yielding events as they are produced: ``text`` (the new piece of the text answer),
+        ``speech`` (the step's 25 Hz ids), ``audio`` (the next chunk of the spoken answer) and
+        finally ``done`` with the :class:`TurnResult`. Setting ``cancel`` (or closing the
+        generator) stops the turn; a cancelled turn is not added to the history.
+
+        The audio chunks concatenated equal a one-shot decode of the same ids: each chunk is
+        released only once the detokenizer's look-ahead tokens are known."""
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; choose one of {sorted(MODES)}")
         spec = MODES[mode]
+        started = time.perf_counter()
         timings: dict[str, float] = {}
         frames = None
         if spec.speech_in:
             if audio is None:
                 raise ValueError(f"mode {mode} needs spoken input (audio)")
-            t0 = time.perf_counter()
             wav = load_audio(audio, sample_rate, limits=self.limits)
-            timings["audio_load"] = time.perf_counter() - t0
+            timings["audio_load"] = time.perf_counter() - started
             t0 = time.perf_counter()
             with torch.no_grad():
                 encoded, lengths = self.encoder.encode([wav])
@@ -127,7 +199,6 @@ class VoiceChat:
         elif not text or not text.strip():
             raise ValueError(f"mode {mode} needs typed input (text)")
 
-        t0 = time.perf_counter()
         current = TurnInput(
             text or "",
             "",
@@ -139,9 +210,8 @@ class VoiceChat:
         features = [f for _, f in self.history if f is not None and spec.speech_in]
         features += [frames] if frames is not None else []
         batch = self.collate([example], [features] if spec.speech_in else None)
-        p = example.prompt_positions
-        k = self.config.group_size
-        out = generate_joint(
+        p, k = example.prompt_positions, self.config.group_size
+        steps = iter_joint(
             self.model,
             batch["text_ids"][:, :p],
             batch["speech_ids"][:, : p * k],
@@ -154,28 +224,105 @@ class VoiceChat:
             generate_speech=spec.speech_out,
             generator=generator,
         )
-        timings["generate"] = time.perf_counter() - t0
-        timings["positions"] = out.steps
+        detok = _Detokenizer(self.speech_tokenizer) if spec.speech_out and decode_audio else None
+        text_ids: list[int] = []
+        speech: list[int] = []
+        shown = ""
+        for key in ("prefill", "backbone_steps", "srh", "detokenizer"):
+            timings[key] = 0.0
+        cfg = self.config
+        index = -1
+        for index, step in enumerate(steps):
+            if cancel is not None and cancel.is_set():
+                steps.close()
+                return
+            timings["prefill" if index == 0 else "backbone_steps"] += step.seconds["backbone"]
+            timings["srh"] += step.seconds["srh"]
+            token = int(step.text[0])  # pad after the text ended
+            if token not in (cfg.text_pad_token_id, cfg.text_eos_token_id):
+                text_ids.append(token)
+                decoded = self.tokenizer.decode(text_ids)
+                if decoded.startswith(shown) and len(decoded) > len(shown):
+                    yield TurnEvent("text", text=decoded[len(shown) :])
+                    shown = decoded
+            if spec.speech_out:  # specials (pad/silence, eos) are not codebook tokens
+                group = [t for t in step.speech[0].tolist() if t < cfg.speech_codebook_size]
+                speech += group
+                yield TurnEvent("speech", speech_ids=np.asarray(group, dtype=np.int64))
+                if detok is not None and group:
+                    chunk = detok.push(group)
+                    if len(chunk):
+                        timings.setdefault("first_audio", time.perf_counter() - started)
+                        yield TurnEvent("audio", audio=chunk)
+        timings["positions"] = index + 1
+        if detok is not None:
+            chunk = detok.flush()
+            if len(chunk):
+                timings.setdefault("first_audio", time.perf_counter() - started)
+                yield TurnEvent("audio", audio=chunk)
+            timings["detokenizer"] = detok.seconds
 
-        full_text = self.tokenizer.decode(out.text[0])
-        answer_ids = out.text[0]
+        full_text = self.tokenizer.decode(text_ids)
+        answer_ids = text_ids
         speak = self.tokenizer.speak_ids
         for i in range(len(answer_ids) - len(speak), -1, -1):  # the part after <|speak|>
             if answer_ids[i : i + len(speak)] == speak:
                 answer_ids = answer_ids[i + len(speak) :]
                 break
         answer = self.tokenizer.decode(answer_ids).strip()
-        codebook = self.config.speech_codebook_size
-        speech = np.asarray([t for t in out.speech[0] if t < codebook], dtype=np.int64)
-
-        wav = None
-        if spec.speech_out and decode_audio and len(speech):
-            t0 = time.perf_counter()
-            wav = self.speech_tokenizer.decode(speech)
-            timings["detokenizer"] = time.perf_counter() - t0
+        speech_ids = np.asarray(speech, dtype=np.int64)
+        wav = detok.audio() if detok is not None and len(speech_ids) else None
+        timings["total"] = time.perf_counter() - started
         self.history.append(
-            (TurnInput(current.question, answer, current.user_frames, speech), frames)
+            (TurnInput(current.question, answer, current.user_frames, speech_ids), frames)
         )
-        return TurnResult(
-            mode, answer, full_text, speech, wav, self.speech_tokenizer.sample_rate, timings
+        result = TurnResult(
+            mode, answer, full_text, speech_ids, wav, self.speech_tokenizer.sample_rate, timings
         )
+        yield TurnEvent("done", result=result)
+
+
+@dataclass
+class TurnEvent:
+    """One streamed event of a turn (see :meth:`VoiceChat.stream`)."""
+
+    kind: str  # "text" | "speech" | "audio" | "done"
+    text: str = ""  # kind "text": the new piece of the text channel
+    speech_ids: np.ndarray | None = None  # kind "speech": this step's 25 Hz codebook ids
+    audio: np.ndarray | None = None  # kind "audio": the next samples of the spoken answer
+    result: TurnResult | None = None  # kind "done"
+
+
+class _Detokenizer:
+    """Chunked detokenization with look-ahead (streaming tokenizers) or, for tokenizers without
+    a stream, one decode at the end; keeps every chunk and the time spent."""
+
+    def __init__(self, tokenizer) -> None:
+        self.tokenizer = tokenizer
+        self.live = tokenizer.stream() if hasattr(tokenizer, "stream") else None
+        self.ids: list[int] = []
+        self.chunks: list[np.ndarray] = []
+        self.seconds = 0.0
+
+    def push(self, ids: list[int]) -> np.ndarray:
+        self.ids += ids
+        if self.live is None:
+            return np.zeros(0, dtype=np.float32)
+        return self._timed(lambda: self.live.push(np.asarray(ids, dtype=np.int64)))
+
+    def flush(self) -> np.ndarray:
+        if self.live is not None:
+            return self._timed(self.live.flush)
+        if not self.ids:
+            return np.zeros(0, dtype=np.float32)
+        return self._timed(lambda: self.tokenizer.decode(np.asarray(self.ids, dtype=np.int64)))
+
+    def audio(self) -> np.ndarray:
+        return np.concatenate(self.chunks) if self.chunks else np.zeros(0, dtype=np.float32)
+
+    def _timed(self, work) -> np.ndarray:
+        t0 = time.perf_counter()
+        chunk = np.asarray(work(), dtype=np.float32)
+        self.seconds += time.perf_counter() - t0
+        self.chunks.append(chunk)
+        return chunk

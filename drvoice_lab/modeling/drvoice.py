@@ -46,7 +46,9 @@ class AlignedChannels:
 class DrVoiceOutput(ModelOutput):
     """Model outputs. ``speech_logits[:, j]`` scores ``speech_ids[:, k + j]``: the SRH covers
     groups 1..N-1, made from hidden states h_0..h_{N-2}. With ``config.use_kernels`` and
-    speech labels, the SRH loss is computed without logits and ``speech_logits`` is None."""
+    speech labels, the SRH loss is computed without logits and ``speech_logits`` is None.
+    Given speech labels where some rows have none, ``speech_logits`` holds only the rows
+    that have some (in batch order)."""
 
     loss: torch.Tensor | None = None
     text_loss: torch.Tensor | None = None
@@ -301,23 +303,34 @@ class DrVoiceModel(DrVoicePreTrainedModel):
         hidden, text_logits = self.run_backbone(inputs, ch.attention_mask)  # (B, N, D), (B, N, V)
 
         # SRH over groups 1..N-1: sub-states from h_0..h_{N-2}, previous tokens shifted by one.
+        # In training, rows without any speech label (text-out modes) would only add zeros to
+        # the loss: they skip the SRH (rows are independent, so the loss is unchanged).
         fused = self.config.use_kernels
-        prev_tokens = ch.speech_ids[:, k - 1 : -1]  # (B, (N-1)*k)
-        srh_inputs = self.srh.inputs(hidden[:, :-1], prev_tokens, fused)  # (B, (N-1)*k, d_s)
-        srh_mask = ch.attention_mask[:, 1:].repeat_interleave(k, dim=1)
-        srh_states = self.srh.states(srh_inputs, srh_mask)  # (B, (N-1)*k, d_s)
-        fused_loss = fused and ch.speech_labels is not None and self.srh.fusable_output
-        speech_logits = None if fused_loss else self.srh.logits(srh_states)  # (B, (N-1)*k, V_s)
-
-        text_loss = speech_loss = loss = None
+        rows = slice(None)
+        speech_labels = ch.speech_labels
+        if speech_labels is not None:
+            has_speech = (speech_labels[:, k:] != IGNORE_INDEX).any(dim=1)  # (B,)
+            if not has_speech.all():
+                rows = has_speech.nonzero().squeeze(1)
+                speech_labels = speech_labels[rows]
+        text_loss = speech_loss = loss = speech_logits = None
         if ch.text_labels is not None:
             text_loss = masked_cross_entropy(text_logits[:, :-1], ch.text_labels[:, 1:])
-        if fused_loss:
-            speech_loss = masked_linear_cross_entropy(
-                srh_states, self.srh.output_weight, ch.speech_labels[:, k:]
-            )
-        elif ch.speech_labels is not None:
-            speech_loss = masked_cross_entropy(speech_logits, ch.speech_labels[:, k:])
+        if speech_labels is not None and speech_labels.shape[0] == 0:
+            speech_loss = hidden.new_zeros(())  # a text-only batch: no SRH work at all
+        else:
+            prev_tokens = ch.speech_ids[rows, k - 1 : -1]  # (B', (N-1)*k)
+            srh_inputs = self.srh.inputs(hidden[rows, :-1], prev_tokens, fused)  # (B', L, d_s)
+            srh_mask = ch.attention_mask[rows, 1:].repeat_interleave(k, dim=1)
+            srh_states = self.srh.states(srh_inputs, srh_mask)  # (B', (N-1)*k, d_s)
+            if fused and speech_labels is not None and self.srh.fusable_output:
+                speech_loss = masked_linear_cross_entropy(
+                    srh_states, self.srh.output_weight, speech_labels[:, k:]
+                )  # no (B', L, V_s) logits
+            else:
+                speech_logits = self.srh.logits(srh_states)  # (B', (N-1)*k, V_s)
+                if speech_labels is not None:
+                    speech_loss = masked_cross_entropy(speech_logits, speech_labels[:, k:])
         if text_loss is not None or speech_loss is not None:
             zero = hidden.new_zeros(())
             loss = self.config.text_loss_weight * (

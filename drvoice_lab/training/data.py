@@ -171,3 +171,32 @@ class DialogueBatches:
             examples.append(ex)
             feats.append(f)
         return self.collate(examples, feats)
+
+
+class UtteranceBatches:
+    """Deterministic batches of (user encoder frames, transcript ids) from one split's distinct
+    user utterances, for adapter alignment (same position -> same batch, shardable)."""
+
+    def __init__(self, dialogues: list[Dialogue], tokenizer: TextTokenizer, features, seed=0):
+        pairs = {(t.user_audio, t.question) for d in dialogues for t in d.turns}
+        self.items = sorted(pairs)
+        self.tokenizer, self.features, self.seed = tokenizer, features, seed
+
+    def batch(self, index: int, batch_size: int, rank: int = 0, world: int = 1):
+        """Global batch ``index``: this rank's share as (frames (B, F, d), frame lengths (B,),
+        targets (B, L), target lengths (B,))."""
+        order = np.random.default_rng([self.seed, 2, index]).choice(
+            len(self.items), size=batch_size, replace=False
+        )
+        items = [self.items[i] for i in order[rank::world]]
+        frames = [torch.from_numpy(self.features.user_frames(a)) for a, _ in items]
+        targets = [torch.tensor(self.tokenizer.encode(q)) for _, q in items]
+        padded = torch.zeros(len(frames), max(len(f) for f in frames), frames[0].shape[1])
+        for i, f in enumerate(frames):
+            padded[i, : len(f)] = f
+        return (
+            padded,
+            torch.tensor([len(f) for f in frames]),
+            torch.nn.utils.rnn.pad_sequence(targets, batch_first=True),
+            torch.tensor([len(t) for t in targets]),
+        )

@@ -3,13 +3,17 @@
 Runs as one process or under ``accelerate launch`` / ``torchrun`` (DDP through accelerate).
 Every ``save_every`` optimizer steps the run writes a checkpoint; starting the same command
 again on the same ``out`` folder resumes from the latest one and continues the same loss curve
-(data order, RNG, optimizer and schedule are all restored).
+(data order, RNG, optimizer and schedule are all restored). Metrics go to ``metrics.jsonl``
+and, when TensorBoard is installed, to ``tensorboard/`` (``tensorboard --logdir runs``).
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import json
 import math
+import os
 import shutil
 import time
 from contextlib import nullcontext
@@ -23,6 +27,7 @@ from tqdm.auto import tqdm
 
 from drvoice_lab.config import DrVoiceConfig
 from drvoice_lab.data.text_tokenizer import TextTokenizer
+from drvoice_lab.inference.pipeline import write_speech_tokenizer_ref
 from drvoice_lab.modeling import DrVoiceModel
 from drvoice_lab.training.checkpoint import (
     latest_checkpoint,
@@ -39,6 +44,7 @@ class RunData:
     train: DialogueBatches
     eval: DialogueBatches | None
     tokenizer: TextTokenizer
+    corpus_sha256: str | None = None  # of dialogues.jsonl: which corpus the run saw
 
 
 def model_config(recipe: Recipe, tokenizer: TextTokenizer) -> DrVoiceConfig:
@@ -122,7 +128,12 @@ def prepare_run_data(recipe: Recipe, progress: bool = True) -> RunData:
     )
     train = DialogueBatches(corpus, "train", config, tokenizer, features, recipe.seed)
     held_out = DialogueBatches(corpus, "test_question", config, tokenizer, features, recipe.seed)
-    return RunData(train=train, eval=held_out, tokenizer=tokenizer)
+    return RunData(train, held_out, tokenizer, corpus_sha256(corpus))
+
+
+def corpus_sha256(corpus: Path) -> str:
+    """Hash of the corpus plan (dialogues.jsonl: every question, answer, voice and split)."""
+    return hashlib.sha256((Path(corpus) / "dialogues.jsonl").read_bytes()).hexdigest()
 
 
 class Trainer:
@@ -150,6 +161,8 @@ class Trainer:
         self.config = model_config(recipe, data.tokenizer)
         self.model = self._fresh_model()
         self.log_path = self.out / "metrics.jsonl"
+        self._tensorboard = None
+        self._utterances = None  # user utterances for CTC alignment stages, built on demand
 
     # ------------------------------------------------------------------ helpers
     def _fresh_model(self):
@@ -172,6 +185,21 @@ class Trainer:
         if self.is_main:
             with self.log_path.open("a") as f:
                 f.write(json.dumps(record) + "\n")
+            if self._tensorboard is not None:
+                for key, value in record.items():
+                    if isinstance(value, int | float) and key != "step":
+                        self._tensorboard.add_scalar(key, value, record["step"])
+                self._tensorboard.flush()
+
+    def _open_tensorboard(self, resumed_step: int) -> None:
+        """Event files in ``<out>/tensorboard`` when TensorBoard is installed; a resumed run
+        purges the killed run's points past the checkpoint, as the JSONL log does."""
+        self._tensorboard = None
+        if self.is_main and importlib.util.find_spec("tensorboard") is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            purge = resumed_step + 1 if resumed_step else None
+            self._tensorboard = SummaryWriter(str(self.out / "tensorboard"), purge_step=purge)
 
     def _truncate_log(self, step: int) -> None:
         """Drop log lines past the resumed step (they belong to the killed run's tail)."""
@@ -226,7 +254,10 @@ class Trainer:
             self.model = self._load_model(resume / "model")
             restore_rng(resume)
             self._truncate_log(position["global_step"])
+        self._open_tensorboard(position["global_step"])
         done_here = 0
+        position.setdefault("seconds", 0.0)  # wall time of all calls so far (resumes add up)
+        clock = time.perf_counter()
         bar = tqdm(
             total=recipe.total_steps,
             initial=position["global_step"],
@@ -250,24 +281,32 @@ class Trainer:
                     )
                 position.update(stage=index + 1, stage_step=0)
                 continue
-            if self.recipe.lora is None:
+            ctc = stage.objective == "ctc_align"
+            trainee = self._aligner(index) if ctc else self.model
+            if ctc:  # the adapter (shared with the model) and a throw-away CTC head
+                set_trainable(self.model, ["adapter"])
+                params = list(trainee.parameters())
+            elif self.recipe.lora is None:
                 params = set_trainable(self.model, stage.train)
             else:  # peft decides what trains (LoRA + modules_to_save); stage.train is unused
                 params = [p for p in self.model.parameters() if p.requires_grad]
             optimizer = torch.optim.AdamW(params, lr=stage.lr, weight_decay=recipe.weight_decay)
             scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(stage))
-            model, optimizer = acc.prepare(self.model, optimizer)
+            model, optimizer = acc.prepare(trainee, optimizer)
             if resume is not None and index == position["stage"] and first_step > 0:
                 trainer_state = load_training_state(resume, optimizer)
                 scheduler.load_state_dict(trainer_state["scheduler"])
             model.train()
             for step in range(first_step, stage.steps):
                 t0 = time.perf_counter()
-                losses = self._optimizer_step(model, optimizer, stage, position["micro_batch"])
+                step_fn = self._ctc_step if ctc else self._optimizer_step
+                losses = step_fn(model, optimizer, stage, position["micro_batch"])
                 scheduler.step()
                 position["micro_batch"] += recipe.grad_accum
                 position["global_step"] += 1
                 position["stage_step"] = step + 1
+                position["seconds"] += time.perf_counter() - clock
+                clock = time.perf_counter()
                 gstep = position["global_step"]
                 bar.update()
                 bar.set_postfix(loss=f"{losses['loss']:.3f}", stage=stage.name)
@@ -281,7 +320,7 @@ class Trainer:
                             "step_seconds": round(time.perf_counter() - t0, 4),
                         }
                     )
-                if recipe.eval_every and gstep % recipe.eval_every == 0:
+                if recipe.eval_every and gstep % recipe.eval_every == 0 and not ctc:
                     self._log(
                         {
                             "step": gstep,
@@ -290,17 +329,20 @@ class Trainer:
                         }
                     )
                 finished_stage = step + 1 == stage.steps
-                if gstep % recipe.save_every == 0 or finished_stage:
+                # A CTC stage is saved only at its end (its head is not part of the model): a
+                # run killed inside it redoes the stage from the previous checkpoint.
+                if (gstep % recipe.save_every == 0 and not ctc) or finished_stage:
                     self._save(position, index, optimizer, scheduler, finished_stage)
                 done_here += 1
                 if stop_after_steps is not None and done_here >= stop_after_steps:
                     bar.close()
                     return self.out
-            self.model = acc.unwrap_model(model)
+            if not ctc:
+                self.model = acc.unwrap_model(model)
             acc.free_memory()
             position.update(stage=index + 1, stage_step=0)
         bar.close()
-        return self._export()
+        return self._export(position)
 
     def _optimizer_step(self, model, optimizer, stage: Stage, micro_batch: int) -> dict:
         acc, recipe = self.accelerator, self.recipe
@@ -320,13 +362,49 @@ class Trainer:
                 acc.backward(out.loss / recipe.grad_accum)
             for key in totals:
                 value = getattr(out, key)
-                totals[key] += 0.0 if value is None else float(value) / recipe.grad_accum
+                totals[key] += 0.0 if value is None else float(value.detach()) / recipe.grad_accum
         if recipe.clip_grad:
             acc.clip_grad_norm_(model.parameters(), recipe.clip_grad)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         reduced = acc.reduce(torch.tensor(list(totals.values()), device=acc.device), "mean")
         return {k: round(float(v), 6) for k, v in zip(totals, reduced, strict=True)}
+
+    def _aligner(self, stage_index: int):
+        """CTC head over the model's adapter; its initialisation depends only on the seed and
+        the stage, so a resumed run rebuilds the same head."""
+        from drvoice_lab.training.align import CTCAligner
+
+        if self._utterances is None:
+            from drvoice_lab.training.data import UtteranceBatches
+
+            train = self.data.train
+            self._utterances = UtteranceBatches(
+                train.dialogues, self.data.tokenizer, train.features, self.recipe.seed
+            )
+        with torch.random.fork_rng():
+            torch.manual_seed(self.recipe.seed * 1000 + stage_index)
+            return CTCAligner(self.model.adapter, self.config.text_vocab_size)
+
+    def _ctc_step(self, aligner, optimizer, stage: Stage, micro_batch: int) -> dict:
+        acc, recipe = self.accelerator, self.recipe
+        total = 0.0
+        for micro in range(recipe.grad_accum):
+            batch = self._utterances.batch(
+                micro_batch + micro, recipe.batch_size, acc.process_index, acc.num_processes
+            )
+            frames, frame_lengths, targets, target_lengths = (t.to(acc.device) for t in batch)
+            last = micro == recipe.grad_accum - 1
+            with nullcontext() if last else acc.no_sync(aligner):
+                loss = aligner(frames, frame_lengths, targets, target_lengths)  # CTC per token
+                acc.backward(loss / recipe.grad_accum)
+            total += float(loss.detach()) / recipe.grad_accum
+        if recipe.clip_grad:
+            acc.clip_grad_norm_(aligner.parameters(), recipe.clip_grad)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        reduced = acc.reduce(torch.tensor([total], device=acc.device), "mean")
+        return {"ctc_loss": round(float(reduced[0]), 6), "loss": round(float(reduced[0]), 6)}
 
     def _save(self, position, stage_index, optimizer, scheduler, finished_stage) -> None:
         acc = self.accelerator
@@ -347,9 +425,9 @@ class Trainer:
             )
         acc.wait_for_everyone()
 
-    def _export(self) -> Path:
+    def _export(self, position: dict) -> Path:
         """The final model folder: weights (or the LoRA adapter only), config, text tokenizer,
-        recipe."""
+        the speech tokenizer it was trained with, recipe and training facts."""
         final = self.out / "final"
         if self.is_main:
             model = self.accelerator.unwrap_model(self.model)
@@ -357,5 +435,18 @@ class Trainer:
             if self.data.tokenizer._backend is not None:
                 self.data.tokenizer.save(final / "text_tokenizer.json")
             shutil.copy(self.out / "recipe.json", final / "recipe.json")
+            write_speech_tokenizer_ref(final, self.recipe.speech_tokenizer)
+            facts = {
+                "train_seconds": round(position.get("seconds", 0.0), 1),
+                "steps": position["global_step"],
+                "processes": self.accelerator.num_processes,
+                "torch_threads": torch.get_num_threads(),
+                "cpu_count": os.cpu_count(),
+                "device": str(self.accelerator.device),
+                "torch": torch.__version__,
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "corpus_sha256": self.data.corpus_sha256,
+            }
+            (final / "training.json").write_text(json.dumps(facts, indent=1) + "\n")
         self.accelerator.wait_for_everyone()
         return final

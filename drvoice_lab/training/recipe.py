@@ -24,6 +24,7 @@ from drvoice_lab.config import PRESETS
 from drvoice_lab.data.com import MODES
 
 TRAINABLE_PARTS = ("backbone", "srh", "grouping", "adapter")
+OBJECTIVES = ("lm", "ctc_align")
 
 
 @dataclass
@@ -37,6 +38,9 @@ class Stage:
     # parts that train in this stage; ignored with LoRA (peft decides what trains)
     train: list[str] = field(default_factory=lambda: list(TRAINABLE_PARTS))
     merge_alpha: float | None = None  # set -> a Core-Cocktail merge stage, no training
+    # "lm": the model's own loss on CoM-formatted dialogues; "ctc_align": CTC from the speech
+    # adapter to user transcripts (drvoice_lab.training.align; modes/train are unused)
+    objective: str = "lm"
 
     @property
     def is_merge(self) -> bool:
@@ -47,6 +51,8 @@ class Stage:
             if not 0.0 <= self.merge_alpha <= 1.0:
                 raise ValueError(f"stage {self.name}: merge_alpha must be in [0, 1]")
             return
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"stage {self.name}: objective must be one of {OBJECTIVES}")
         if self.steps < 1:
             raise ValueError(f"stage {self.name}: steps must be >= 1")
         if self.lr <= 0:
@@ -116,6 +122,8 @@ class Recipe:
             raise ValueError(f"stage names must be unique, got {names}")
         for stage in self.stages:
             stage.validate()
+        if self.lora is not None and any(s.objective != "lm" for s in self.stages):
+            raise ValueError("LoRA recipes train with the model's own loss only (objective: lm)")
         if self.lora is not None and any(s.is_merge for s in self.stages):
             raise ValueError(
                 "Core-Cocktail merge stages need full fine-tuning; drop `lora` or the merge stage"

