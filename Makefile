@@ -8,17 +8,24 @@ export HF_HUB_OFFLINE = 1
 export TRANSFORMERS_OFFLINE = 1
 export HF_HUB_DISABLE_TELEMETRY = 1
 
-.PHONY: demo test setup lint clean
+.PHONY: demo test setup lint clean default-model
 
 setup:
 	@bash scripts/bootstrap.sh $(VENV) $(EXTRAS)
 
-# Until the trained default model and the Gradio app land, the main job is one spoken turn
-# through the whole path (hibari speech -> Whisper encoder -> tiny model -> 25 Hz tokens ->
-# detokenizer -> runs/demo/answer.wav) with freshly initialised weights.
+# Until the Gradio app lands, the main job is two turns with the embedded default model: a
+# spoken question in a user voice held out of training (-> Whisper encoder -> DrVoice tiny ->
+# text + 25 Hz speech tokens -> runs/demo/answer.wav) and a typed one (-> typed_answer.wav).
 demo: setup
-	$(VENV)/bin/drvoice-lab info --preset tiny
-	$(VENV)/bin/drvoice-lab turn --preset tiny --out runs/demo/answer.wav
+	$(VENV)/bin/drvoice-lab speech say "Which city is the capital of Japan?" --out runs/demo/question.wav
+	$(VENV)/bin/drvoice-lab chat --audio runs/demo/question.wav --out runs/demo/answer.wav
+	$(VENV)/bin/drvoice-lab chat --text "Which city is the capital of Japan?" --out runs/demo/typed_answer.wav
+
+# Rebuild the embedded default model from scratch (corpus -> train -> fp16 export + model card).
+default-model: setup
+	$(VENV)/bin/drvoice-lab data build
+	$(VENV)/bin/drvoice-lab train --recipe tiny --out runs/tiny
+	$(VENV)/bin/drvoice-lab export runs/tiny/final --out drvoice_lab/assets/default_model
 
 # The pytest executable (not `python -m pytest`) keeps the repo root off sys.path, so the
 # kernels/ folder never shadows the PyPI `kernels` package. Exit code 5 (no tests) fails.

@@ -34,6 +34,7 @@ def export_model(
     model, _ = load_checkpoint(final)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; a model folder is meant to be shared
     try:
         model.to(dtype).save_pretrained(staging)
         for name in SIDE_FILES:
@@ -77,10 +78,10 @@ def model_card(folder: Path, reports: list[dict]) -> str:
         "",
         "A DrVoice model (parallel text + speech channels at 5 Hz, k = "
         f"{config['group_size']} speech tokens per position, Speech Refined Head back to 25 Hz) "
-        "trained by this project on its synthetic spoken-QA corpus, on a CPU. It answers "
-        "simple spoken or typed questions (arithmetic, facts, opposites, sequences, repeats) in "
-        "text and speech. It is a research fixture: small, fast, and measurable, not a "
-        "general assistant.",
+        "trained by this project on its synthetic spoken-QA corpus, on a CPU, to answer simple "
+        "spoken or typed questions (arithmetic, facts, opposites, sequences, repeats) in text "
+        "and speech. It is a research fixture: small, fast, and measurable, not a general "
+        "assistant. The tables below say what it actually does.",
         "",
         "## How it was made",
         "",

@@ -1,0 +1,161 @@
+"""The shipped default model loads with the current code and keeps its quality floor.
+
+The probe set is synthesized here, not read from the training corpus: held-out phrasings of
+questions (never in training) spoken by user voices held out of training. Exact match is
+scored on the probes whose content training saw (in another phrasing; nearly all of them), so
+the floor measures generalisation to new wording and a new voice, not recall of unseen facts.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import soxr
+
+from drvoice_lab.data.corpus import CorpusConfig, build_corpus, load_dialogues, plan_dialogues
+from drvoice_lab.data.voices import HELDOUT_USER_VOICES
+from drvoice_lab.evaluation.evaluate import WhisperASR, evaluate
+from drvoice_lab.evaluation.metrics import normalize
+from drvoice_lab.inference.pipeline import VoiceChat, default_checkpoint
+
+PROBES = 30
+# Measured on the committed model (see its README.md); a change that drops below these fails.
+# Typed questions are answered; spoken ones are not yet (the model picks up the question's
+# template from speech, not its content words), so for spoken input only token F1 is guarded.
+# Committed model on 60 test_voice dialogues: T2T 71.7 %, T2M 66.7 % exact match; S2T/S2M
+# token F1 60.5 % / 57.2 % (exact match 1.7 % / 0 %).
+REGRESSION_FLOOR = {"T2T": 0.5, "T2M": 0.45}
+SPOKEN_TOKEN_F1_FLOOR = 0.45
+ISSUE_TARGET = 0.8  # issue 5: exact match on held-out spoken questions, S2T and S2M
+
+
+@pytest.fixture(scope="module")
+def probe(tmp_path_factory):
+    folder = default_checkpoint()
+    assert (folder / "model.safetensors").exists(), "the default model is not committed"
+    config = CorpusConfig(num_dialogues=PROBES, max_turns=1, heldout_voice_fraction=1.0, seed=7)
+    corpus = build_corpus(tmp_path_factory.mktemp("probe"), config, progress=False)
+    chat = VoiceChat.from_checkpoint(folder)
+    modes = ("S2T", "S2M", "T2T", "T2M")
+    report = evaluate(chat, corpus, "test_voice", modes, asr=WhisperASR(), progress=False)
+    return corpus, report
+
+
+@pytest.fixture(scope="module")
+def training_plan():
+    return [d for d in plan_dialogues(CorpusConfig()) if d.split == "train"]
+
+
+def _known_items(report, training_plan, mode):
+    train_answers = {t.answer for d in training_plan for t in d.turns}
+    items = [i for i in report["items"] if i["mode"] == mode]
+    known = [i for i in items if i["reference"] in train_answers]
+    assert len(known) >= 0.9 * len(items)
+    return known
+
+
+def test_probes_are_new_wording_in_new_voices(probe, training_plan):
+    corpus, report = probe
+    train_questions = {t.question for d in training_plan for t in d.turns}
+    heldout_voices = {v.spec for v in HELDOUT_USER_VOICES}
+    questions = [d.turns[-1].question for d in load_dialogues(corpus)]
+    assert len(questions) == PROBES and not set(questions) & train_questions
+    assert {i["voice"] for i in report["items"]} <= heldout_voices
+
+
+@pytest.mark.parametrize("mode", sorted(REGRESSION_FLOOR))
+def test_default_model_answers_held_out_typed_questions(probe, training_plan, mode):
+    known = _known_items(probe[1], training_plan, mode)
+    accuracy = np.mean([i["exact"] for i in known])
+    wrong = [(i["reference"], i["answer"]) for i in known if not i["exact"]][:5]
+    assert accuracy >= REGRESSION_FLOOR[mode], f"{mode}: exact match {accuracy:.2f}; {wrong}"
+
+
+@pytest.mark.parametrize("mode", ["S2T", "S2M"])
+def test_default_model_hears_the_question_template(probe, training_plan, mode):
+    known = _known_items(probe[1], training_plan, mode)
+    assert np.mean([i["f1"] for i in known]) >= SPOKEN_TOKEN_F1_FLOOR
+
+
+@pytest.mark.xfail(strict=True, reason="issue 5's floor is not reached yet: see the model card")
+@pytest.mark.parametrize("mode", ["S2T", "S2M"])
+def test_default_model_answers_held_out_spoken_questions(probe, training_plan, mode):
+    known = _known_items(probe[1], training_plan, mode)
+    assert np.mean([i["exact"] for i in known]) >= ISSUE_TARGET
+
+
+@pytest.mark.xfail(strict=True, reason="issue 5's floor is not reached yet: see the model card")
+@pytest.mark.parametrize("mode", ["T2M", "S2M"])
+def test_spoken_answers_say_what_the_text_says(probe, mode):
+    """ASR-WER of the spoken answer against its own text, within 10 points of what the speech
+    tokenizer alone loses on the same reference answers."""
+    _, report = probe
+    floor = report["tokenizer_floor"]["round_trip_wer"]
+    assert report["modes"][mode]["speech_text_wer"] <= floor + 0.10
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "drvoice-lab"), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_chat_command_takes_any_wav_and_refuses_bad_ones_clearly(tmp_path):
+    """The README's path: `speech say` a question in a held-out voice, then `chat` on it, here
+    as a 44.1 kHz stereo file; a corrupt file gets a one-line error, not a traceback."""
+    question = tmp_path / "question.wav"
+    done = _cli("speech", "say", "Which city is the capital of Japan?", "--out", str(question))
+    assert done.returncode == 0, done.stderr
+    wav, rate = sf.read(question)
+    stereo = tmp_path / "stereo_44k.wav"
+    both = np.stack([wav, 0.8 * wav], axis=1).astype(np.float32)  # (T, 2)
+    sf.write(stereo, soxr.resample(both, rate, 44_100), 44_100)
+    answer = tmp_path / "answer.wav"
+    done = _cli("chat", "--audio", str(stereo), "--out", str(answer))
+    assert done.returncode == 0, done.stderr
+    # the model hears the question's template (content words are not learned yet: see above)
+    assert normalize(done.stdout).startswith("the capital of ")
+    assert sf.info(answer).duration > 1.0
+
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt garbage")
+    done = _cli("chat", "--audio", str(broken))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "broken.wav" in done.stderr
+
+
+def test_streamed_turn_equals_the_one_shot_answer():
+    """Events arrive in order; the text pieces make the answer, the audio chunks equal a one-shot
+    decode of the answer's speech ids; cancelling mid-turn leaves the history untouched."""
+    chat = VoiceChat.from_checkpoint(default_checkpoint())
+    question = "What is the opposite of hot?"
+    events = list(chat.stream(text=question, mode="T2M"))
+    kinds = [e.kind for e in events]
+    assert kinds[-1] == "done" and kinds.count("done") == 1
+    assert kinds.index("audio") < len(kinds) - 1  # audio before the turn ended
+    result = events[-1].result
+    assert "".join(e.text for e in events if e.kind == "text").strip() == result.text
+    streamed = np.concatenate([e.audio for e in events if e.kind == "audio"])
+    one_shot = chat.speech_tokenizer.decode(result.speech_ids)
+    np.testing.assert_allclose(streamed, one_shot, atol=1e-5)
+    ids = np.concatenate([e.speech_ids for e in events if e.kind == "speech"])
+    np.testing.assert_array_equal(ids, result.speech_ids)
+    assert {"prefill", "backbone_steps", "srh", "detokenizer", "first_audio"} <= set(result.timings)
+    assert len(chat.history) == 1
+
+    import threading
+
+    cancel = threading.Event()
+    for event in chat.stream(text=question, mode="T2M", cancel=cancel):
+        if event.kind == "audio":
+            cancel.set()
+        assert event.kind != "done"
+    assert len(chat.history) == 1
