@@ -43,7 +43,9 @@ MICRO_MODEL = {
 
 def test_presets_load_and_bad_recipes_are_explained(tmp_path):
     tiny = load_recipe("tiny")
-    assert tiny.preset == "tiny" and tiny.stages[0].modes == {"T2M": 1}
+    assert tiny.preset == "tiny" and [s.name for s in tiny.stages] == [
+        "text_pretrain", "align", "srh_pretrain", "post_train"]  # fmt: skip
+    assert tiny.stages[1].objective == "ctc_align" and tiny.stages[2].modes == {"T2M": 1}
     assert load_recipe("7b").stages[2].merge_alpha == 0.5
     with pytest.raises(ValueError, match="no recipe file"):
         load_recipe("nope")
@@ -289,8 +291,8 @@ def test_ctc_align_stage_trains_only_the_speech_adapter(run_setup, tmp_path):
     path = tmp_path / "ctc.yaml"
     path.write_text(yaml.safe_dump(recipe))
     _train(path, tmp_path / "run", env)
-    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    losses = [r["ctc_loss"] for r in rows if "ctc_loss" in r]
+    log = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    losses = [r["ctc_loss"] for r in map(json.loads, log) if "ctc_loss" in r]
     assert len(losses) == 6 and losses[-1] < losses[0]
     # checkpointed only at the end of the stage (the CTC head is not part of the model)
     assert sorted(p.name for p in (tmp_path / "run").glob("step-*")) == ["step-000006"]
