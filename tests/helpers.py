@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import torch
 
 from drvoice_lab import DrVoiceConfig
@@ -66,3 +70,13 @@ def random_batch(
     text = torch.randint(2, config.text_vocab_size, (batch, positions), generator=generator)
     speech = torch.randint(0, config.speech_codebook_size, (batch, speech_len), generator=generator)
     return text, speech
+
+
+BIN = Path(sys.executable).parent  # the venv's scripts (drvoice-lab, torchrun)
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run ``drvoice-lab ARGS`` as a user would; output captured as text."""
+    return subprocess.run(
+        [str(BIN / "drvoice-lab"), *args], env=env, capture_output=True, text=True, timeout=timeout
+    )

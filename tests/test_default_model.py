@@ -8,14 +8,11 @@ the floor measures generalisation to new wording and a new voice, not recall of 
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import soundfile as sf
 import soxr
+from helpers import run_cli
 
 from drvoice_lab.data.corpus import CorpusConfig, build_corpus, load_dialogues, plan_dialogues
 from drvoice_lab.data.voices import HELDOUT_USER_VOICES
@@ -99,27 +96,18 @@ def test_spoken_answers_say_what_the_text_says(probe, mode):
     assert report["modes"][mode]["speech_text_wer"] <= floor + 0.10
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(Path(sys.executable).parent / "drvoice-lab"), *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 def test_chat_command_takes_any_wav_and_refuses_bad_ones_clearly(tmp_path):
     """The README's path: `speech say` a question in a held-out voice, then `chat` on it, here
     as a 44.1 kHz stereo file; a corrupt file gets a one-line error, not a traceback."""
     question = tmp_path / "question.wav"
-    done = _cli("speech", "say", "Which city is the capital of Japan?", "--out", str(question))
+    done = run_cli("speech", "say", "Which city is the capital of Japan?", "--out", str(question))
     assert done.returncode == 0, done.stderr
     wav, rate = sf.read(question)
     stereo = tmp_path / "stereo_44k.wav"
     both = np.stack([wav, 0.8 * wav], axis=1).astype(np.float32)  # (T, 2)
     sf.write(stereo, soxr.resample(both, rate, 44_100), 44_100)
     answer = tmp_path / "answer.wav"
-    done = _cli("chat", "--audio", str(stereo), "--out", str(answer))
+    done = run_cli("chat", "--audio", str(stereo), "--out", str(answer))
     assert done.returncode == 0, done.stderr
     # the model hears the question's template (content words are not learned yet: see above)
     assert normalize(done.stdout).startswith("the capital of ")
@@ -127,7 +115,7 @@ def test_chat_command_takes_any_wav_and_refuses_bad_ones_clearly(tmp_path):
 
     broken = tmp_path / "broken.wav"
     broken.write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt garbage")
-    done = _cli("chat", "--audio", str(broken))
+    done = run_cli("chat", "--audio", str(broken))
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "broken.wav" in done.stderr
 

@@ -11,9 +11,9 @@ import tomllib
 from pathlib import Path
 
 import yaml
+from helpers import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 
 
 def _pyproject_requirements() -> list[str]:
@@ -69,26 +69,22 @@ def test_readme_gives_two_commands_and_ci_runs_the_test_one():
     assert all(line.startswith(("set ", "cd ")) for line in ci_lines[:-1])
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "drvoice-lab"), *args], capture_output=True, text=True)
-
-
 def test_cli_info_prints_per_part_counts():
-    seven = _cli("info", "--preset", "7b")
+    seven = run_cli("info", "--preset", "7b")
     assert seven.returncode == 0, seven.stderr
     total = re.search(r"backbone_total\s+([\d.]+) B", seven.stdout)
     assert total and 7.55 < float(total.group(1)) < 7.7
     for part in ("grouping", "adapter", "srh.transformer", "speech_encoder (frozen)"):
         assert part in seven.stdout
-    tiny = json.loads(_cli("info", "--preset", "tiny", "--json").stdout)
+    tiny = json.loads(run_cli("info", "--preset", "tiny", "--json").stdout)
     assert tiny["trainable_total"] <= 20_000_000
 
 
 def test_cli_errors_are_messages_not_tracebacks():
-    bad = _cli("info", "--preset", "huge")
+    bad = run_cli("info", "--preset", "huge")
     assert bad.returncode == 2
     assert "unknown preset" in bad.stderr and "Traceback" not in bad.stderr
-    bad_k = _cli("turn", "-k", "0")
+    bad_k = run_cli("turn", "-k", "0")
     assert bad_k.returncode == 2 and "group_size" in bad_k.stderr
 
 
@@ -100,7 +96,7 @@ def test_cli_turn_runs_the_whole_path(tmp_path):
     t = np.arange(48_000) / 48_000
     sf.write(question, 0.3 * np.sin(2 * np.pi * 220 * t), 48_000)  # 1 s at 48 kHz
     answer = tmp_path / "a.wav"
-    out = _cli("turn", "--audio", str(question), "--out", str(answer), "--max-positions", "3")
+    out = run_cli("turn", "--audio", str(question), "--out", str(answer), "--max-positions", "3")
     assert out.returncode == 0, out.stderr
     assert "50 encoder frames" in out.stdout  # 1 s -> 50 Hz
     assert "5 backbone positions" in out.stdout  # -> 25 Hz -> k=5 -> 5 Hz

@@ -6,19 +6,18 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from helpers import BIN, run_cli
 
 from drvoice_lab.data.corpus import CorpusConfig, build_corpus
 from drvoice_lab.training import Recipe, load_recipe
 from drvoice_lab.training.loop import core_cocktail_merge, lr_lambda
 
-BIN = Path(sys.executable).parent
 MICRO_MODEL = {
     "backbone_config": {
         "model_type": "qwen2",
@@ -133,18 +132,13 @@ def run_setup(tmp_path_factory):
     return root, path, env
 
 
+def _train_cmd(recipe: Path, out: Path, *extra: str, launcher=()) -> list[str]:
+    return [*launcher, str(BIN / "drvoice-lab"), "train", "--recipe", str(recipe),
+            "--out", str(out), "--quiet", *extra]  # fmt: skip
+
+
 def _train(recipe: Path, out: Path, env: dict, *extra: str, launcher=()) -> None:
-    cmd = [
-        *launcher,
-        str(BIN / "drvoice-lab"),
-        "train",
-        "--recipe",
-        str(recipe),
-        "--out",
-        str(out),
-        "--quiet",
-        *extra,
-    ]
+    cmd = _train_cmd(recipe, out, *extra, launcher=launcher)
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
 
@@ -160,15 +154,7 @@ def test_resume_after_sigkill_continues_the_same_curve(run_setup):
     straight = _curve(root / "straight")
     assert [s for s, _ in straight] == list(range(1, 9))
 
-    cmd = [
-        str(BIN / "drvoice-lab"),
-        "train",
-        "--recipe",
-        str(recipe),
-        "--out",
-        str(root / "killed"),
-        "--quiet",
-    ]
+    cmd = _train_cmd(recipe, root / "killed")
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     metrics = root / "killed" / "metrics.jsonl"
     deadline = time.time() + 300
@@ -204,12 +190,6 @@ def test_two_processes_match_one_with_the_same_global_batch(run_setup):
         assert a == pytest.approx(b, rel=0.05), f"step {step}: {a} vs {b}"
 
 
-def _run_cli(*args: str, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(BIN / "drvoice-lab"), *args], env=env, capture_output=True, text=True, timeout=600
-    )
-
-
 def test_finished_run_exports_merges_and_chats(run_setup):
     from drvoice_lab.inference.pipeline import CheckpointError, load_checkpoint
     from drvoice_lab.training.export import merge_backbones
@@ -224,7 +204,7 @@ def test_finished_run_exports_merges_and_chats(run_setup):
     assert events and events[0].stat().st_size > 100
 
     # export: fp16 on disk, float32 when loaded, same predictions up to fp16 rounding
-    done = _run_cli("export", str(final), "--out", str(root / "shipped"), "--splits", "", env=env)
+    done = run_cli("export", str(final), "--out", str(root / "shipped"), "--splits", "", env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     shipped = root / "shipped"
     card = (shipped / "README.md").read_text()
@@ -245,7 +225,7 @@ def test_finished_run_exports_merges_and_chats(run_setup):
 
     # chat: a typed turn on the exported model prints an answer and writes a wav
     wav = root / "answer.wav"
-    done = _run_cli(
+    done = run_cli(
         "chat", "--checkpoint", str(shipped), "--text", "What is two plus two?",
         "--max-positions", "6", "--out", str(wav), env=env,
     )  # fmt: skip
@@ -253,7 +233,7 @@ def test_finished_run_exports_merges_and_chats(run_setup):
     assert "T2M: " in done.stderr and wav.exists()
 
     # merge: alpha 1 keeps the tuned backbone, alpha 0 takes the base one
-    done = _run_cli(
+    done = run_cli(
         "merge", "--base", str(shipped), "--tuned", str(final), "--alpha", "0",
         "--out", str(root / "merged0"), env=env,
     )  # fmt: skip
@@ -272,7 +252,7 @@ def test_finished_run_exports_merges_and_chats(run_setup):
     ref = json.loads((shipped / "speech_tokenizer.json").read_text())
     ref["sha256"] = "0" * 64
     (shipped / "speech_tokenizer.json").write_text(json.dumps(ref))
-    done = _run_cli("chat", "--checkpoint", str(shipped), "--text", "hi", env=env)
+    done = run_cli("chat", "--checkpoint", str(shipped), "--text", "hi", env=env)
     assert done.returncode == 2 and "speech tokenizer" in done.stderr
     assert "Traceback" not in done.stderr
     with pytest.raises(CheckpointError, match="not a LoRA adapter"):

@@ -23,18 +23,11 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from drvoice_lab.audio.speech_tokenizer import MelCodecConfig, MelCodecTokenizer, nearest
+from drvoice_lab.data.tasks import DAYS, MONTHS, TENS
+from drvoice_lab.data.tasks import number_words as spoken_number
 
 # --------------------------------------------------------------------------- sentences
 
-ONES = (
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
-    "fifteen sixteen seventeen eighteen nineteen"
-).split()
-TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
-DAYS = "Monday Tuesday Wednesday Thursday Friday Saturday Sunday".split()
-MONTHS = (
-    "January February March April May June July August September October November December"
-).split()
 CAPITALS = {
     "France": "Paris", "Germany": "Berlin", "Italy": "Rome", "Spain": "Madrid",
     "Japan": "Tokyo", "China": "Beijing", "Canada": "Ottawa", "Egypt": "Cairo",
@@ -126,16 +119,8 @@ TIMES = [
 
 
 def number_words(n: int) -> str:
-    """0..999 in words: 123 -> 'one hundred twenty three'."""
-    if not 0 <= n < 1000:
-        raise ValueError(f"number_words covers 0..999, got {n}")
-    if n < 20:
-        return ONES[n]
-    if n < 100:
-        tens, ones = divmod(n, 10)
-        return TENS[tens] + ("" if ones == 0 else " " + ONES[ones])
-    hundreds, rest = divmod(n, 100)
-    return ONES[hundreds] + " hundred" + ("" if rest == 0 else " " + number_words(rest))
+    """0..999 in words without the British "and": 123 -> 'one hundred twenty three'."""
+    return spoken_number(n).replace(" hundred and ", " hundred ")
 
 
 def ordinal_words(n: int) -> str:

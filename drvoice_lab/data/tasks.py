@@ -11,11 +11,11 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-_ONES = (
+ONES = (
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
     "fifteen sixteen seventeen eighteen nineteen"
 ).split()
-_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
 
 
 def number_words(n: int) -> str:
@@ -23,12 +23,12 @@ def number_words(n: int) -> str:
     if not 0 <= n < 1000:
         raise ValueError(f"number_words supports 0..999, got {n}")
     if n < 20:
-        return _ONES[n]
+        return ONES[n]
     if n < 100:
         tens, ones = divmod(n, 10)
-        return _TENS[tens] + ("" if ones == 0 else " " + _ONES[ones])
+        return TENS[tens] + ("" if ones == 0 else " " + ONES[ones])
     hundreds, rest = divmod(n, 100)
-    return _ONES[hundreds] + " hundred" + ("" if rest == 0 else " and " + number_words(rest))
+    return ONES[hundreds] + " hundred" + ("" if rest == 0 else " and " + number_words(rest))
 
 
 @dataclass(frozen=True)
