@@ -1,22 +1,26 @@
 # The two commands of the README: `make demo` (main job on the embedded default) and
 # `make test` (the whole suite). Both create/refresh .venv through scripts/bootstrap.sh.
 VENV ?= .venv
-EXTRAS ?= dev,kernels
+EXTRAS ?= dev,kernels,demo
 PYTEST_ARGS ?=
 
 export HF_HUB_OFFLINE = 1
 export TRANSFORMERS_OFFLINE = 1
 export HF_HUB_DISABLE_TELEMETRY = 1
 
-.PHONY: demo test setup lint clean default-model
+.PHONY: demo demo-cli test setup lint clean default-model
 
 setup:
 	@bash scripts/bootstrap.sh $(VENV) $(EXTRAS)
 
-# Until the Gradio app lands, the main job is two turns with the embedded default model: a
-# spoken question in a user voice held out of training (-> Whisper encoder -> DrVoice tiny ->
-# text + 25 Hz speech tokens -> runs/demo/answer.wav) and a typed one (-> typed_answer.wav).
+# The main job: the Gradio voice chat on the embedded default model, http://127.0.0.1:7860
+# (speak, upload or type; streamed text and audio, timeline, latency). Ctrl+C stops it.
 demo: setup
+	$(VENV)/bin/drvoice-lab demo
+
+# The same model without a browser: a spoken question in a user voice held out of training
+# and the same question typed; spoken answers go to runs/demo/.
+demo-cli: setup
 	$(VENV)/bin/drvoice-lab speech say "Which city is the capital of Japan?" --out runs/demo/question.wav
 	$(VENV)/bin/drvoice-lab chat --audio runs/demo/question.wav --out runs/demo/answer.wav
 	$(VENV)/bin/drvoice-lab chat --text "Which city is the capital of Japan?" --out runs/demo/typed_answer.wav

@@ -371,6 +371,28 @@ def _human(n: int) -> str:
     return str(n)
 
 
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="the Gradio voice chat in the browser")
+    p.add_argument("--checkpoint", default=None, help="model folder (default: the shipped model)")
+    p.add_argument("--host", default=None, help="interface to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="default 7860")
+    p.add_argument("--max-file-mb", type=int, default=None, help="upload limit (default 16)")
+    p.add_argument("--max-seconds", type=float, default=None, help="longest question (default 30)")
+    p.add_argument("--concurrency", type=int, default=None, help="turns at once (default 2)")
+    p.set_defaults(func=cmd_demo)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from drvoice_lab.demo import DemoSettings, launch
+
+    given = {k: v for k, v in vars(args).items() if k not in ("command", "func") and v is not None}
+    settings = DemoSettings(**given)
+    url = f"http://{settings.host}:{settings.port}"
+    print(f"drvoice-lab demo: loading the model, then serving {url} (Ctrl+C stops it)")
+    launch(settings)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="drvoice-lab", description="DrVoice research workbench (parallel speech-text LLM)"
@@ -385,6 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval(sub)
     _add_merge(sub)
     _add_export(sub)
+    _add_demo(sub)
     return parser
 
 

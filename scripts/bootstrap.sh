@@ -8,7 +8,7 @@ extras=${2:-dev}
 cd "$(dirname "$0")/.."
 
 # --- Debian packages (listed in deps/apt.txt, one per line, # comments) -------------------
-mapfile -t apt_wanted < <(sed -e 's/#.*//' -e '/^\s*$/d' deps/apt.txt)
+mapfile -t apt_wanted < <(sed -e 's/#.*//' -e 's/[[:space:]]*$//' -e '/^$/d' deps/apt.txt)
 # Debian's own python3.11 has no venv/ensurepip until python3.11-venv is installed.
 if command -v python3.11 >/dev/null 2>&1 && ! python3.11 -c 'import ensurepip' 2>/dev/null; then
   apt_wanted+=(python3.11-venv)

@@ -107,6 +107,14 @@ def test_truncated_wav_and_missing_file(tmp_path):
         load_audio(tmp_path / "missing.wav")
 
 
+@pytest.mark.parametrize("channels", [1, 2])
+def test_header_only_file_is_empty_not_nan(tmp_path, channels):
+    path = tmp_path / "empty.wav"
+    sf.write(path, np.zeros((0, channels), np.float32), 16_000)
+    with pytest.raises(EmptyAudioError):
+        load_audio(path)
+
+
 def test_bytes_input_and_write(tmp_path):
     path = write_audio(tmp_path / "sub" / "out.wav", tone())
     np.testing.assert_allclose(load_audio(path.read_bytes()), tone(), atol=1e-4)

@@ -74,6 +74,8 @@ def read_audio(source: str | Path | bytes) -> tuple[np.ndarray, int]:
 def to_mono(samples: np.ndarray) -> np.ndarray:
     """(frames,) or (frames, channels) -> (frames,) by averaging channels."""
     samples = np.asarray(samples, dtype=np.float32)
+    if samples.size == 0:  # a header-only file: validate() reports it as empty
+        return samples.reshape(-1)
     if samples.ndim == 2:
         # A (channels, frames) array from a caller: channels are the short axis.
         if samples.shape[0] < samples.shape[1] and samples.shape[0] <= 8:

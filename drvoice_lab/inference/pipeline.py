@@ -7,6 +7,7 @@ history so later turns see earlier ones exactly as the model produced them.
 
 from __future__ import annotations
 
+import copy
 import json
 import threading
 import time
@@ -39,6 +40,9 @@ class TurnResult:
     audio: np.ndarray | None  # decoded answer at ``sample_rate`` (speech-out modes)
     sample_rate: int
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    # What the model wrote at each generated 5 Hz position, specials included (the timeline):
+    text_channel: np.ndarray | None = None  # (P,) text token id per position (pad after the end)
+    speech_channel: np.ndarray | None = None  # (P, k) 25 Hz ids per position (speech-out modes)
 
 
 def default_checkpoint() -> Path:
@@ -151,6 +155,13 @@ class VoiceChat:
     def reset(self) -> None:
         self.history = []
 
+    def fork(self, history: list | None = None) -> VoiceChat:
+        """Another conversation on the same model, encoder and tokenizers (no copies): one per
+        demo session, each with its own ``history``."""
+        chat = copy.copy(self)
+        chat.history = list(history or [])
+        return chat
+
     def respond(self, *args, **kwargs) -> TurnResult:
         """Answer one user turn and return the whole result (``stream`` run to the end; same
         arguments)."""
@@ -227,6 +238,8 @@ class VoiceChat:
         detok = _Detokenizer(self.speech_tokenizer) if spec.speech_out and decode_audio else None
         text_ids: list[int] = []
         speech: list[int] = []
+        text_channel: list[int] = []
+        speech_channel: list[list[int]] = []
         shown = ""
         for key in ("prefill", "backbone_steps", "srh", "detokenizer"):
             timings[key] = 0.0
@@ -239,6 +252,7 @@ class VoiceChat:
             timings["prefill" if index == 0 else "backbone_steps"] += step.seconds["backbone"]
             timings["srh"] += step.seconds["srh"]
             token = int(step.text[0])  # pad after the text ended
+            text_channel.append(token)
             if token not in (cfg.text_pad_token_id, cfg.text_eos_token_id):
                 text_ids.append(token)
                 decoded = self.tokenizer.decode(text_ids)
@@ -246,6 +260,7 @@ class VoiceChat:
                     yield TurnEvent("text", text=decoded[len(shown) :])
                     shown = decoded
             if spec.speech_out:  # specials (pad/silence, eos) are not codebook tokens
+                speech_channel.append(step.speech[0].tolist())
                 group = [t for t in step.speech[0].tolist() if t < cfg.speech_codebook_size]
                 speech += group
                 yield TurnEvent("speech", speech_ids=np.asarray(group, dtype=np.int64))
@@ -277,7 +292,15 @@ class VoiceChat:
             (TurnInput(current.question, answer, current.user_frames, speech_ids), frames)
         )
         result = TurnResult(
-            mode, answer, full_text, speech_ids, wav, self.speech_tokenizer.sample_rate, timings
+            mode,
+            answer,
+            full_text,
+            speech_ids,
+            wav,
+            self.speech_tokenizer.sample_rate,
+            timings,
+            np.asarray(text_channel, dtype=np.int64),
+            np.asarray(speech_channel, dtype=np.int64).reshape(-1, cfg.group_size),
         )
         yield TurnEvent("done", result=result)
 

@@ -1,0 +1,290 @@
+"""The Gradio voice chat: speak (microphone or upload) or type, hear the answer as it streams.
+
+``build_app()`` makes the Blocks app, ``launch()`` serves it (127.0.0.1 by default, upload size
+limit, queue with a concurrency limit). All model work goes through ``VoiceChat.stream``; this
+module only turns its events into page updates. Each browser session keeps its own dialogue
+history in a ``gr.State``; the model weights are shared.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from drvoice_lab.audio.io import MODEL_SAMPLE_RATE, AudioError, AudioLimits, load_audio
+from drvoice_lab.data.com import MODES
+from drvoice_lab.inference.pipeline import CheckpointError, VoiceChat, default_checkpoint
+from drvoice_lab.inference.sampling import SamplingConfig
+from drvoice_lab.inference.timeline import latency_markdown, latency_summary, timeline_html
+
+AUTO = "auto (S2M for speech, T2M for text)"
+DEFAULT_MAX_SECONDS = 30.0  # longest spoken question accepted
+DEFAULT_MAX_FILE_MB = 16  # upload limit enforced by the server before any decoding
+UPDATE_SECONDS = 0.6  # streamed audio after the first chunk goes out in pieces this long
+TEXT_UPDATE_PIECES = 3  # text-only answers update the page every few pieces
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    checkpoint: str | None = None  # model folder; None = the shipped default model
+    host: str = "127.0.0.1"
+    port: int = 7860
+    max_file_mb: int = DEFAULT_MAX_FILE_MB
+    max_seconds: float = DEFAULT_MAX_SECONDS
+    concurrency: int = 2  # turns computed at once; the rest wait in the queue
+    queue_size: int = 64
+
+
+class Engines:
+    """Loaded models by (checkpoint, adapter), all sharing one speech encoder; thread-safe."""
+
+    def __init__(self, default: str | Path | None, limits: AudioLimits) -> None:
+        self.default = str(default or default_checkpoint())
+        self.limits = limits
+        self._chats: dict[tuple[str, str], VoiceChat] = {}
+        self._lock = threading.Lock()
+
+    def get(self, checkpoint: str = "", adapter: str = "") -> VoiceChat:
+        key = ((checkpoint or "").strip() or self.default, (adapter or "").strip())
+        with self._lock:
+            if key not in self._chats:
+                encoder = next(iter(self._chats.values())).encoder if self._chats else None
+                self._chats[key] = VoiceChat.from_checkpoint(
+                    key[0], key[1] or None, encoder=encoder, limits=self.limits
+                )
+            return self._chats[key]
+
+
+def choose_mode(requested: str, has_audio: bool, has_text: bool) -> str:
+    """The CoM mode of a turn: auto picks S2M for speech and T2M for text; an explicit mode
+    must match the input given."""
+    if not has_audio and not has_text:
+        raise ValueError("record or upload a question, or type one")
+    if requested in ("", None, AUTO):
+        return "S2M" if has_audio else "T2M"
+    if requested not in MODES:
+        raise ValueError(f"unknown mode {requested!r}")
+    if MODES[requested].speech_in and not has_audio:
+        raise ValueError(f"mode {requested} answers a spoken question: record or upload one")
+    if not MODES[requested].speech_in and not has_text:
+        raise ValueError(f"mode {requested} answers a typed question: type one")
+    return requested
+
+
+def read_question(path: str, limits: AudioLimits, trim: bool) -> tuple[np.ndarray, str]:
+    """An uploaded or recorded file -> 16 kHz mono (VAD-trimmed when ``trim``) and a note on
+    what was done to it. Raises ``AudioError`` with a message for the page."""
+    wav = load_audio(path, limits=limits)
+    try:
+        info = sf.info(path)
+        source = f"{info.samplerate} Hz, {info.channels} channel{'s' * (info.channels > 1)}"
+    except (sf.LibsndfileError, RuntimeError):
+        source = "unknown format"
+    note = f"spoken question: {len(wav) / MODEL_SAMPLE_RATE:.1f} s ({source}"
+    if trim:
+        from drvoice_lab.audio.vad import trim_silence
+
+        trimmed = trim_silence(wav)
+        wav = trimmed.audio
+        note += f"; speech {trimmed.start_s:.2f}-{trimmed.end_s:.2f} s kept"
+    return wav, note + ")"
+
+
+def wav_bytes(samples: np.ndarray, rate: int) -> bytes:
+    """A chunk of audio as a small 16-bit wav file (the streamed audio output's unit)."""
+    buffer = io.BytesIO()
+    sf.write(buffer, np.clip(samples, -1.0, 1.0), rate, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def warm_up(chat: VoiceChat) -> None:
+    """One short spoken and one short typed turn, so that first-call costs (allocations,
+    kernel choices, the VAD model) are paid before anyone is waiting."""
+    from drvoice_lab.audio.vad import speech_spans
+
+    tone = 0.3 * np.sin(2 * np.pi * 220 * np.arange(MODEL_SAMPLE_RATE) / MODEL_SAMPLE_RATE)
+    speech_spans(tone.astype(np.float32))
+    chat.fork().respond(audio=tone, sample_rate=MODEL_SAMPLE_RATE, mode="S2M", max_positions=3)
+    chat.fork().respond(text="Hello?", mode="T2M", max_positions=3)
+
+
+def build_app(settings: DemoSettings = DemoSettings()):
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    import gradio as gr
+
+    limits = AudioLimits(max_seconds=settings.max_seconds)
+    engines = Engines(settings.checkpoint, limits)
+    warm_up(engines.get())  # the first visitor should not wait for loading and first calls
+
+    def answer(
+        audio_path, typed, messages, history, mode, text_t, text_p, speech_t, speech_p,
+        trim, max_positions, checkpoint, adapter,
+    ):  # fmt: skip
+        """One turn as a stream of page updates: (chat, streamed audio, full answer audio,
+        latency, timeline, status, history, question audio, question text)."""
+        received = time.perf_counter()
+        skip = gr.skip()
+        messages = list(messages or [])
+        typed = (typed or "").strip()
+        try:
+            mode = choose_mode(mode, bool(audio_path), bool(typed))
+            chat = engines.get(checkpoint, adapter).fork(history)
+            wav, note = (None, "typed question")
+            if MODES[mode].speech_in:
+                wav, note = read_question(audio_path, limits, trim)
+            text_sampling = SamplingConfig(temperature=text_t, top_p=text_p)
+            speech_sampling = SamplingConfig(temperature=speech_t, top_p=speech_p)
+        except (AudioError, CheckpointError, ValueError) as err:
+            yield (skip, skip, skip, skip, skip, f"⚠️ {err}", skip, skip, skip)
+            return
+        user = typed if not MODES[mode].speech_in else f"[{note}]"
+        messages += [{"role": "user", "content": user}, {"role": "assistant", "content": ""}]
+        status = f"{mode}: {MODES[mode].system_prompt}"
+        yield (messages, skip, None, "", "", status, skip, skip, skip)
+        prepared = time.perf_counter() - received
+        events = chat.stream(
+            audio=wav,
+            sample_rate=MODEL_SAMPLE_RATE,
+            text=typed or None,
+            mode=mode,
+            text_sampling=text_sampling,
+            speech_sampling=speech_sampling,
+            max_positions=int(max_positions),
+        )
+        # Page updates are batched: each one costs the server (and the decoding loop, which
+        # shares the interpreter) several ms, so the first audio chunk goes out at once and
+        # later audio in pieces of >= UPDATE_SECONDS, with the text written so far.
+        rate = chat.speech_tokenizer.sample_rate
+        audio: list[np.ndarray] = []  # chunks not sent yet
+        started_audio = False
+        pieces = 0
+        for event in events:
+            if event.kind == "text":
+                text = messages[-1]["content"] + event.text
+                messages[-1] = {"role": "assistant", "content": text}
+                pieces += 1
+                if not MODES[mode].speech_out and pieces % TEXT_UPDATE_PIECES == 0:
+                    yield (messages, skip, skip, skip, skip, skip, skip, skip, skip)
+            elif event.kind == "audio":
+                audio.append(event.audio)
+                if not started_audio or sum(map(len, audio)) >= UPDATE_SECONDS * rate:
+                    chunk = wav_bytes(np.concatenate(audio), rate)
+                    audio, started_audio = [], True
+                    yield (messages, chunk, skip, skip, skip, skip, skip, skip, skip)
+            elif event.kind == "done":
+                if audio:
+                    chunk = wav_bytes(np.concatenate(audio), rate)
+                    yield (messages, chunk, skip, skip, skip, skip, skip, skip, skip)
+                result = event.result
+                messages[-1] = {"role": "assistant", "content": result.text or "(no text)"}
+                full = None if result.audio is None else (result.sample_rate, result.audio)
+                latency = latency_markdown(latency_summary(result, prepared))
+                timeline = timeline_html(result, chat.tokenizer, chat.config)
+                yield (messages, skip, full, latency, timeline, status, chat.history, None, "")
+
+    def new_conversation():
+        return [], [], None, "", "", ""
+
+    with gr.Blocks(title="DrVoice lab") as app:
+        gr.Markdown(
+            "## DrVoice lab: parallel speech-text voice chat\n"
+            "Ask by microphone, upload or text. The model listens at 5 Hz (25 Hz speech "
+            "tokens grouped by k), writes text and speech in parallel, and the SRH ungroups "
+            "each 5 Hz step into k speech tokens that stream out as audio."
+        )
+        history = gr.State([])
+        with gr.Row():
+            with gr.Column(scale=3):
+                chatbot = gr.Chatbot(label="Conversation", height=360, elem_id="chat")
+                audio_in = gr.Audio(
+                    sources=["microphone", "upload"],
+                    type="filepath",
+                    label="Spoken question",
+                    elem_id="question-audio",
+                )
+                text_in = gr.Textbox(
+                    label="…or type a question",
+                    placeholder="Which city is the capital of Japan?",
+                    elem_id="question-text",
+                )
+                with gr.Row():
+                    send = gr.Button("Send", variant="primary", elem_id="send")
+                    stop = gr.Button("Stop", elem_id="stop")
+                    clear = gr.Button("New conversation", elem_id="clear")
+            with gr.Column(scale=2):
+                status = gr.Markdown(label="Status", elem_id="status")
+                stream_out = gr.Audio(
+                    label="Spoken answer (streaming)",
+                    streaming=True,
+                    autoplay=True,
+                    interactive=False,
+                    elem_id="answer-stream",
+                )
+                full_out = gr.Audio(
+                    label="Last spoken answer", interactive=False, elem_id="answer-audio"
+                )
+                latency = gr.Markdown(label="Latency", elem_id="latency")
+        gr.Markdown("### Timeline of the last answer (text and 25 Hz tokens per 5 Hz position)")
+        timeline = gr.HTML(label="Timeline", elem_id="timeline-box")
+        with gr.Accordion("Settings", open=False):
+            with gr.Row():
+                mode = gr.Dropdown([AUTO, *MODES], value=AUTO, label="CoM mode", elem_id="mode")
+                trim = gr.Checkbox(True, label="Trim silence (Silero VAD)")
+                max_positions = gr.Slider(10, 200, value=120, step=5, label="Max 5 Hz positions")
+            with gr.Row():
+                text_t = gr.Slider(0.0, 1.5, value=0.0, step=0.05, label="Text temperature")
+                text_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Text top-p")
+                speech_t = gr.Slider(0.0, 1.5, value=0.0, step=0.05, label="Speech temperature")
+                speech_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Speech top-p")
+            with gr.Row():
+                checkpoint = gr.Textbox(
+                    label="Checkpoint folder", placeholder=f"default: {engines.default}"
+                )
+                adapter = gr.Textbox(label="LoRA adapter folder", placeholder="none")
+
+        inputs = [
+            audio_in, text_in, chatbot, history, mode, text_t, text_p, speech_t, speech_p,
+            trim, max_positions, checkpoint, adapter,
+        ]  # fmt: skip
+        outputs = [
+            chatbot, stream_out, full_out, latency, timeline, status, history, audio_in, text_in
+        ]  # fmt: skip
+        turn = send.click(answer, inputs, outputs, api_name="answer")
+        typed_turn = text_in.submit(answer, inputs, outputs, api_name=False)
+        stop.click(None, cancels=[turn, typed_turn])
+        clear.click(
+            new_conversation,
+            None,
+            [chatbot, history, full_out, latency, timeline, status],
+            api_name="new_conversation",
+        )
+    app.queue(default_concurrency_limit=settings.concurrency, max_size=settings.queue_size)
+    return app
+
+
+def launch(settings: DemoSettings = DemoSettings(), block: bool = True):
+    """Serve the app; ``block=False`` returns the running app (tests)."""
+    os.environ.setdefault("GRADIO_TEMP_DIR", str(_temp_dir()))
+    app = build_app(settings)
+    app.launch(
+        server_name=settings.host,
+        server_port=settings.port,
+        max_file_size=f"{settings.max_file_mb}mb",
+        prevent_thread_lock=not block,
+        show_error=True,
+        quiet=not block,
+    )
+    return app
+
+
+def _temp_dir() -> Path:
+    from drvoice_lab.paths import cache_dir
+
+    return cache_dir("gradio")
