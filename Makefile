@@ -1,14 +1,14 @@
 # The two commands of the README: `make demo` (main job on the embedded default) and
 # `make test` (the whole suite). Both create/refresh .venv through scripts/bootstrap.sh.
 VENV ?= .venv
-EXTRAS ?= dev,kernels,demo
+EXTRAS ?= dev,kernels,demo,notebooks
 PYTEST_ARGS ?=
 
 export HF_HUB_OFFLINE = 1
 export TRANSFORMERS_OFFLINE = 1
 export HF_HUB_DISABLE_TELEMETRY = 1
 
-.PHONY: demo demo-cli test setup lint clean default-model
+.PHONY: demo demo-cli lab test setup lint clean default-model
 
 setup:
 	@bash scripts/bootstrap.sh $(VENV) $(EXTRAS)
@@ -30,6 +30,10 @@ default-model: setup
 	$(VENV)/bin/drvoice-lab data build
 	$(VENV)/bin/drvoice-lab train --recipe tiny --out runs/tiny
 	$(VENV)/bin/drvoice-lab export runs/tiny/final --out drvoice_lab/assets/default_model
+
+# JupyterLab on the notebooks (127.0.0.1 only; --allow-root for root shells and containers).
+lab: setup
+	$(VENV)/bin/jupyter lab notebooks --ip 127.0.0.1 --allow-root
 
 # The pytest executable (not `python -m pytest`) keeps the repo root off sys.path, so the
 # kernels/ folder never shadows the PyPI `kernels` package. Exit code 5 (no tests) fails.

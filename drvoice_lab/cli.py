@@ -393,6 +393,30 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench", help="resolution compute, latency profile, training throughput, matmul ceiling"
+    )
+    p.add_argument(
+        "--suites",
+        default="ceiling,latency,resolution,training",
+        help="comma-separated: ceiling, latency, resolution, training",
+    )
+    p.add_argument("--out", default="bench/results", help="folder of the CSVs and SUMMARY.md")
+    p.add_argument("--checkpoint", default=None, help="model for the latency suite")
+    p.add_argument("--quick", action="store_true", help="tiny sizes, seconds not minutes")
+    p.set_defaults(func=cmd_bench)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from drvoice_lab.benchmarks.run import BenchSettings, run_bench
+
+    suites = tuple(s.strip() for s in args.suites.split(",") if s.strip())
+    settings = BenchSettings(suites, Path(args.out), args.checkpoint, args.quick)
+    run_bench(settings)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="drvoice-lab", description="DrVoice research workbench (parallel speech-text LLM)"
@@ -408,6 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_merge(sub)
     _add_export(sub)
     _add_demo(sub)
+    _add_bench(sub)
     return parser
 
 

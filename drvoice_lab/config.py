@@ -62,6 +62,8 @@ class DrVoiceConfig(PretrainedConfig):
             or while only speech flows) and end-of-answer token.
         tie_srh_embeddings: SRH output projection tied to the speech embedding.
         adapter_hidden_size: width of the 25 Hz user-speech features made by the adapter.
+        adapter_output_norm: RMS-normalise the grouped user speech (learned gain, initialised
+            to the text embeddings' init scale) before it is summed with the text channel.
         encoder_frame_rate / speech_token_rate: 50 Hz encoder frames, 25 Hz speech tokens.
         text_loss_weight / speech_loss_weight: lambda and mu of ``lambda*L_text + mu*L_SRH``.
         use_kernels: run the speech grouping, the SRH input (ungroup + previous-token
@@ -95,6 +97,7 @@ class DrVoiceConfig(PretrainedConfig):
         text_eos_token_id: int = 1,
         tie_srh_embeddings: bool = True,
         adapter_hidden_size: int | None = None,
+        adapter_output_norm: bool = False,
         encoder_frame_rate: int = 50,
         speech_token_rate: int = 25,
         text_loss_weight: float = 1.0,
@@ -127,6 +130,7 @@ class DrVoiceConfig(PretrainedConfig):
         self.adapter_hidden_size = (
             adapter_hidden_size if adapter_hidden_size is not None else self.srh_config.hidden_size
         )
+        self.adapter_output_norm = adapter_output_norm
         self.encoder_frame_rate = encoder_frame_rate
         self.speech_token_rate = speech_token_rate
         self.text_loss_weight = text_loss_weight

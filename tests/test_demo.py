@@ -64,11 +64,11 @@ def questions(tmp_path_factory):
     return [(corpus / t.user_audio, t.question) for t in turns]
 
 
-def ask(client: Client, audio=None, text: str = "", mode: str = AUTO) -> dict:
+def ask(client: Client, audio=None, text: str = "", mode: str = AUTO, adapter: str = "") -> dict:
     """One /answer call; the outputs by name."""
     values = client.predict(
         handle_file(str(audio)) if audio is not None else None,
-        text, [], mode, 0.0, 1.0, 0.0, 1.0, True, 120, "", "",
+        text, [], mode, 0.0, 1.0, 0.0, 1.0, True, 120, "", adapter,
         api_name="/answer",
     )  # fmt: skip
     return dict(zip(OUTPUTS, values, strict=True))
@@ -183,6 +183,24 @@ def test_uploads_over_the_size_limit_are_refused(server, tmp_path, questions):
 def test_typed_question_without_text_or_audio_is_a_message(server):
     out = ask(Client(server, verbose=False))
     assert out["status"].startswith("⚠️") and "type" in out["status"]
+
+
+def test_a_lora_adapter_folder_is_used_and_a_wrong_one_explained(server, tmp_path):
+    """A fresh LoRA adapter (B = 0, so the merged model equals the base) saved in peft format
+    loads in the demo and gives the base model's answer; a folder that is no adapter is a
+    message."""
+    from drvoice_lab.inference.pipeline import load_checkpoint
+    from drvoice_lab.training.lora import apply_lora, save_adapter
+    from drvoice_lab.training.recipe import LoraSettings
+
+    model, _ = load_checkpoint(default_checkpoint())
+    adapter = save_adapter(apply_lora(model, LoraSettings()), tmp_path / "adapter")
+    client = Client(server, verbose=False)
+    question = "What is the opposite of hot?"
+    base = answer_text(ask(client, text=question, mode="T2T"))
+    assert answer_text(ask(client, text=question, mode="T2T", adapter=str(adapter))) == base
+    out = ask(client, text=question, mode="T2T", adapter=str(tmp_path))
+    assert out["status"].startswith("⚠️") and "not a LoRA adapter" in out["status"]
 
 
 TYPED = [

@@ -174,6 +174,17 @@ def test_adapter_pools_50hz_to_25hz_then_groups():
     assert valid.tolist() == [[True, True, True], [True, False, False]]
 
 
+def test_adapter_output_norm_puts_user_speech_at_text_embedding_scale(tmp_path):
+    model = build(5, adapter_output_norm=True)
+    init = model.config.backbone_config.initializer_range
+    grouped, valid = model.adapter(100 * torch.randn(2, 30, 24), torch.tensor([30, 30]))
+    rms = grouped[valid].pow(2).mean(-1).sqrt()  # per position
+    torch.testing.assert_close(rms, torch.full_like(rms, init), rtol=1e-3, atol=1e-6)
+    model.save_pretrained(tmp_path)
+    assert DrVoiceModel.from_pretrained(tmp_path).adapter.output_norm is not None
+    assert build(5).adapter.output_norm is None  # off by default: older checkpoints still load
+
+
 def test_tiny_model_overfits_one_batch():
     """Random init scores ln(V) (~4.2 text, ~3.5 speech); a model that can learn the task
     memorises one fixed batch of two sequences to well under 0.1 nats per token."""

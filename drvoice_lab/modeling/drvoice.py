@@ -101,6 +101,9 @@ class DrVoicePreTrainedModel(PreTrainedModel):
             nn.init.normal_(module.weight, std=0.02)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.RMSNorm):  # the adapter's output norm
+            scale = getattr(self.config.backbone_config, "initializer_range", 0.02)
+            nn.init.constant_(module.weight, scale)  # text embeddings start at this std
 
 
 class DrVoiceModel(DrVoicePreTrainedModel):
@@ -125,6 +128,7 @@ class DrVoiceModel(DrVoicePreTrainedModel):
             k,
             pool=config.encoder_frame_rate // config.speech_token_rate,
             mode=config.grouping_mode,
+            output_norm=config.adapter_output_norm,
         )
         self.srh = SpeechRefinedHead(
             k,

@@ -84,6 +84,7 @@ class SpeechAdapter(nn.Module):
         k: int,
         pool: int = 2,
         mode: str = "concat",
+        output_norm: bool = False,
     ) -> None:
         super().__init__()
         self.pool = pool  # 50 Hz / 25 Hz
@@ -93,6 +94,9 @@ class SpeechAdapter(nn.Module):
             nn.Linear(adapter_dim, adapter_dim),
         )
         self.grouping = SpeechGrouping(k, adapter_dim, hidden_size, mode)
+        # Without it the grouped speech can grow to ~200x the norm of the text embeddings it
+        # is summed with; the backbone's layers then barely change those positions.
+        self.output_norm = nn.RMSNorm(hidden_size, eps=1e-6) if output_norm else None
 
     def features_25hz(self, frames: torch.Tensor) -> torch.Tensor:
         """(B, F, d_enc) at 50 Hz -> (B, ceil(F/2), d_a) at 25 Hz (zero-padded tail)."""
@@ -116,6 +120,8 @@ class SpeechAdapter(nn.Module):
         k = self.grouping.k
         x25 = pad_to_multiple(x25, k, 0.0)  # (B, M*k, d_a)
         grouped = self.grouping(x25)  # (B, M, D)
+        if self.output_norm is not None:
+            grouped = self.output_norm(grouped)  # RMS = the learned gain, like text embeddings
         frames_per_position = self.pool * k
         valid_positions = torch.div(
             frame_lengths + frames_per_position - 1, frames_per_position, rounding_mode="floor"
