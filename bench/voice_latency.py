@@ -18,18 +18,14 @@ bench/results/voice_latency.csv. Two warm-up turns are not counted.
 from __future__ import annotations
 
 import argparse
-import csv
-import datetime as dt
-import os
-import platform
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 from drvoice_lab.audio.io import MODEL_SAMPLE_RATE, AudioLimits
+from drvoice_lab.benchmarks.machine import machine_fields
+from drvoice_lab.benchmarks.report import append_rows
 from drvoice_lab.data.corpus import CorpusConfig, build_corpus, load_dialogues
 from drvoice_lab.demo import read_question
 from drvoice_lab.inference.pipeline import VoiceChat, default_checkpoint
@@ -37,16 +33,11 @@ from drvoice_lab.inference.pipeline import VoiceChat, default_checkpoint
 RESULTS = Path(__file__).parent / "results" / "voice_latency.csv"
 TARGETS = {"first_audio_ms": 300.0, "rtf": 0.3}
 STAGES = ("audio_load", "encoder", "prefill", "backbone_steps", "srh", "detokenizer")
-FIELDS = [
-    "date", "machine", "cpus", "threads", "load1", "torch", "checkpoint", "vad", "question",
-    "voice", "question_s", "answer_s", "positions", "first_audio_ms", "total_ms", "rtf",
-    *[f"{s}_ms" for s in STAGES], "vad_ms",
-]  # fmt: skip
 
 
-def held_out_questions(count: int, seed: int) -> list[tuple[Path, str, str]]:
-    """(audio file, question, voice) of ``count`` held-out spoken questions."""
-    folder = Path(tempfile.mkdtemp(prefix="drvoice-latency-"))
+def held_out_questions(count: int, seed: int, folder: Path) -> list[tuple[Path, str, str]]:
+    """(audio file, question, voice) of ``count`` held-out spoken questions, built in
+    ``folder``."""
     config = CorpusConfig(num_dialogues=count, max_turns=1, heldout_voice_fraction=1.0, seed=seed)
     corpus = build_corpus(folder, config, progress=False)
     turns = [d.turns[0] for d in load_dialogues(corpus)]
@@ -91,23 +82,15 @@ def main() -> None:
     checkpoint = Path(args.checkpoint or default_checkpoint())
     chat = VoiceChat.from_checkpoint(checkpoint)
     limits = AudioLimits()
-    questions = held_out_questions(args.questions, args.seed)
+    scratch = tempfile.TemporaryDirectory(prefix="drvoice-latency-")
+    questions = held_out_questions(args.questions, args.seed, Path(scratch.name))
     for path, _, _ in questions[:2]:  # warm-up: first calls allocate and pick kernels
         one_turn(chat, path, not args.no_vad, limits)
 
-    common = {
-        "date": dt.datetime.now().isoformat(timespec="seconds"),
-        "machine": platform.node(),
-        "cpus": os.cpu_count(),
-        "threads": torch.get_num_threads(),
-        "load1": round(os.getloadavg()[0], 2),
-        "torch": torch.__version__,
-        "checkpoint": checkpoint.name,
-        "vad": not args.no_vad,
-    }
+    common = {**machine_fields(), "checkpoint": checkpoint.name, "vad": not args.no_vad}
     rows = []
     for i, (path, question, voice) in enumerate(questions):
-        row = {**common, "question": question, "voice": voice}
+        row = {"question": question, "voice": voice}
         row.update(one_turn(chat, path, not args.no_vad, limits))
         rows.append(row)
         print(f"{i + 1:3d}/{len(questions)} first audio {row['first_audio_ms']:>7} ms  "
@@ -130,13 +113,7 @@ def main() -> None:
             f"  {key:<18} {median:9.3f}" + (f"  (target <= {target:g}){verdict}" if target else "")
         )
     if not args.no_csv:
-        new = not args.csv.exists()
-        args.csv.parent.mkdir(parents=True, exist_ok=True)
-        with args.csv.open("a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=FIELDS)
-            if new:
-                writer.writeheader()
-            writer.writerows(rows)
+        append_rows(args.csv.parent, args.csv.stem, common, rows)
         print(f"appended {len(rows)} rows to {args.csv}")
 
 

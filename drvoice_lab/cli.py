@@ -379,6 +379,12 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-file-mb", type=int, default=None, help="upload limit (default 16)")
     p.add_argument("--max-seconds", type=float, default=None, help="longest question (default 30)")
     p.add_argument("--concurrency", type=int, default=None, help="turns at once (default 2)")
+    p.add_argument(
+        "--allow-model-paths",
+        action="store_true",
+        default=None,
+        help="let the page load other checkpoint/adapter folders even when not on 127.0.0.1",
+    )
     p.set_defaults(func=cmd_demo)
 
 

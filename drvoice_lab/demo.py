@@ -9,9 +9,12 @@ history in a ``gr.State``; the model weights are shared.
 from __future__ import annotations
 
 import io
+import logging
 import os
 import threading
 import time
+from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +32,10 @@ DEFAULT_MAX_SECONDS = 30.0  # longest spoken question accepted
 DEFAULT_MAX_FILE_MB = 16  # upload limit enforced by the server before any decoding
 UPDATE_SECONDS = 0.6  # streamed audio after the first chunk goes out in pieces this long
 TEXT_UPDATE_PIECES = 3  # text-only answers update the page every few pieces
+MAX_HISTORY_TURNS = 6  # earlier turns kept in context (each holds its encoder frames)
+MAX_MODELS = 3  # checkpoints/adapters kept loaded; the least recently used one goes first
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -40,26 +47,69 @@ class DemoSettings:
     max_seconds: float = DEFAULT_MAX_SECONDS
     concurrency: int = 2  # turns computed at once; the rest wait in the queue
     queue_size: int = 64
+    # Loading other model/adapter folders named in the page: default only on loopback, since
+    # on a network it would let any visitor load any folder of the server.
+    allow_model_paths: bool | None = None
+
+    @property
+    def model_paths_allowed(self) -> bool:
+        if self.allow_model_paths is None:
+            return self.host in LOOPBACK
+        return self.allow_model_paths
 
 
 class Engines:
-    """Loaded models by (checkpoint, adapter), all sharing one speech encoder; thread-safe."""
+    """Loaded models by (checkpoint, adapter), at most ``MAX_MODELS``; models with the same
+    speech encoder share one. Thread-safe: a model loads outside the lookup lock, so turns on
+    models already loaded never wait for it."""
 
-    def __init__(self, default: str | Path | None, limits: AudioLimits) -> None:
-        self.default = str(default or default_checkpoint())
-        self.limits = limits
-        self._chats: dict[tuple[str, str], VoiceChat] = {}
+    def __init__(self, default: str | Path | None, limits: AudioLimits, allow_paths: bool):
+        self.default = (str(default or default_checkpoint()), "")
+        self.limits, self.allow_paths = limits, allow_paths
+        self._chats: OrderedDict[tuple[str, str], VoiceChat] = OrderedDict()
+        self._encoders: dict[str, object] = {}  # encoder_name_or_path -> SpeechEncoder
+        self._loading: dict[tuple[str, str], threading.Lock] = {}
         self._lock = threading.Lock()
 
     def get(self, checkpoint: str = "", adapter: str = "") -> VoiceChat:
-        key = ((checkpoint or "").strip() or self.default, (adapter or "").strip())
+        key = ((checkpoint or "").strip() or self.default[0], (adapter or "").strip())
+        if key != self.default and not self.allow_paths:
+            raise ValueError(
+                "this demo serves only its own model (other folders can be loaded when it "
+                "listens on 127.0.0.1, or when started with --allow-model-paths)"
+            )
         with self._lock:
-            if key not in self._chats:
-                encoder = next(iter(self._chats.values())).encoder if self._chats else None
-                self._chats[key] = VoiceChat.from_checkpoint(
-                    key[0], key[1] or None, encoder=encoder, limits=self.limits
-                )
-            return self._chats[key]
+            if key in self._chats:
+                self._chats.move_to_end(key)
+                return self._chats[key]
+            loading = self._loading.setdefault(key, threading.Lock())
+        with loading:  # one load per key; concurrent requests for it wait here
+            with self._lock:
+                if key in self._chats:
+                    return self._chats[key]
+            chat = self._load(*key)
+            with self._lock:
+                self._chats[key] = chat
+                self._loading.pop(key, None)
+                while len(self._chats) > MAX_MODELS:
+                    oldest = next(k for k in self._chats if k != self.default)
+                    del self._chats[oldest]
+            return chat
+
+    def _load(self, checkpoint: str, adapter: str) -> VoiceChat:
+        from drvoice_lab.audio.encoder import SpeechEncoder
+        from drvoice_lab.inference.pipeline import load_checkpoint, load_speech_tokenizer_for
+
+        model, tokenizer = load_checkpoint(checkpoint, adapter or None)
+        name = model.config.encoder_name_or_path
+        with self._lock:
+            encoder = self._encoders.get(name)
+        if encoder is None:
+            encoder = SpeechEncoder.from_pretrained(name)
+            with self._lock:
+                encoder = self._encoders.setdefault(name, encoder)
+        speech_tokenizer = load_speech_tokenizer_for(checkpoint)
+        return VoiceChat(model, tokenizer, encoder, speech_tokenizer, limits=self.limits)
 
 
 def choose_mode(requested: str, has_audio: bool, has_text: bool) -> str:
@@ -115,84 +165,49 @@ def warm_up(chat: VoiceChat) -> None:
     chat.fork().respond(text="Hello?", mode="T2M", max_positions=3)
 
 
+def turn_updates(chat: VoiceChat, messages: list[dict], **stream_args) -> Iterator[dict]:
+    """One turn of ``chat.stream(**stream_args)`` as page updates, independent of Gradio:
+    ``{"messages"}`` with the answer written so far, ``{"chunk"}`` with the next piece of audio
+    (wav bytes), and last ``{"messages", "result"}``. ``messages[-1]`` is the assistant's.
+
+    Updates are batched: each one costs the server (and the decoding loop, which shares the
+    interpreter) several ms, so the first audio chunk goes out at once and later audio in
+    pieces of >= UPDATE_SECONDS, carrying the text written so far."""
+    rate = chat.speech_tokenizer.sample_rate
+    speech_out = MODES[stream_args["mode"]].speech_out
+    audio: list[np.ndarray] = []  # chunks not sent yet
+    started_audio, pieces = False, 0
+    for event in chat.stream(**stream_args):
+        if event.kind == "text":
+            messages[-1] = {"role": "assistant", "content": messages[-1]["content"] + event.text}
+            pieces += 1
+            if not speech_out and pieces % TEXT_UPDATE_PIECES == 0:
+                yield {"messages": messages}
+        elif event.kind == "audio":
+            audio.append(event.audio)
+            if not started_audio or sum(map(len, audio)) >= UPDATE_SECONDS * rate:
+                yield {"messages": messages, "chunk": wav_bytes(np.concatenate(audio), rate)}
+                audio, started_audio = [], True
+        elif event.kind == "done":
+            if audio:
+                yield {"messages": messages, "chunk": wav_bytes(np.concatenate(audio), rate)}
+            messages[-1] = {"role": "assistant", "content": event.result.text or "(no text)"}
+            yield {"messages": messages, "result": event.result}
+
+
 def build_app(settings: DemoSettings = DemoSettings()):
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     import gradio as gr
 
     limits = AudioLimits(max_seconds=settings.max_seconds)
-    engines = Engines(settings.checkpoint, limits)
+    engines = Engines(settings.checkpoint, limits, settings.model_paths_allowed)
     warm_up(engines.get())  # the first visitor should not wait for loading and first calls
-
-    def answer(
-        audio_path, typed, messages, history, mode, text_t, text_p, speech_t, speech_p,
-        trim, max_positions, checkpoint, adapter,
-    ):  # fmt: skip
-        """One turn as a stream of page updates: (chat, streamed audio, full answer audio,
-        latency, timeline, status, history, question audio, question text)."""
-        received = time.perf_counter()
-        skip = gr.skip()
-        messages = list(messages or [])
-        typed = (typed or "").strip()
-        try:
-            mode = choose_mode(mode, bool(audio_path), bool(typed))
-            chat = engines.get(checkpoint, adapter).fork(history)
-            wav, note = (None, "typed question")
-            if MODES[mode].speech_in:
-                wav, note = read_question(audio_path, limits, trim)
-            text_sampling = SamplingConfig(temperature=text_t, top_p=text_p)
-            speech_sampling = SamplingConfig(temperature=speech_t, top_p=speech_p)
-        except (AudioError, CheckpointError, ValueError) as err:
-            yield (skip, skip, skip, skip, skip, f"⚠️ {err}", skip, skip, skip)
-            return
-        user = typed if not MODES[mode].speech_in else f"[{note}]"
-        messages += [{"role": "user", "content": user}, {"role": "assistant", "content": ""}]
-        status = f"{mode}: {MODES[mode].system_prompt}"
-        yield (messages, skip, None, "", "", status, skip, skip, skip)
-        prepared = time.perf_counter() - received
-        events = chat.stream(
-            audio=wav,
-            sample_rate=MODEL_SAMPLE_RATE,
-            text=None if MODES[mode].speech_in else typed,
-            mode=mode,
-            text_sampling=text_sampling,
-            speech_sampling=speech_sampling,
-            max_positions=int(max_positions),
-        )
-        # Page updates are batched: each one costs the server (and the decoding loop, which
-        # shares the interpreter) several ms, so the first audio chunk goes out at once and
-        # later audio in pieces of >= UPDATE_SECONDS, with the text written so far.
-        rate = chat.speech_tokenizer.sample_rate
-        audio: list[np.ndarray] = []  # chunks not sent yet
-        started_audio = False
-        pieces = 0
-        for event in events:
-            if event.kind == "text":
-                text = messages[-1]["content"] + event.text
-                messages[-1] = {"role": "assistant", "content": text}
-                pieces += 1
-                if not MODES[mode].speech_out and pieces % TEXT_UPDATE_PIECES == 0:
-                    yield (messages, skip, skip, skip, skip, skip, skip, skip, skip)
-            elif event.kind == "audio":
-                audio.append(event.audio)
-                if not started_audio or sum(map(len, audio)) >= UPDATE_SECONDS * rate:
-                    chunk = wav_bytes(np.concatenate(audio), rate)
-                    audio, started_audio = [], True
-                    yield (messages, chunk, skip, skip, skip, skip, skip, skip, skip)
-            elif event.kind == "done":
-                if audio:
-                    chunk = wav_bytes(np.concatenate(audio), rate)
-                    yield (messages, chunk, skip, skip, skip, skip, skip, skip, skip)
-                result = event.result
-                messages[-1] = {"role": "assistant", "content": result.text or "(no text)"}
-                full = None if result.audio is None else (result.sample_rate, result.audio)
-                latency = latency_markdown(latency_summary(result, prepared))
-                timeline = timeline_html(result, chat.tokenizer, chat.config)
-                yield (messages, skip, full, latency, timeline, status, chat.history, None, "")
 
     def new_conversation():
         return [], [], None, "", "", ""
 
-    with gr.Blocks(title="DrVoice lab") as app:
+    # Uploaded and recorded questions and streamed answers are deleted after an hour.
+    with gr.Blocks(title="DrVoice lab", delete_cache=(3600, 3600)) as app:
         gr.Markdown(
             "## DrVoice lab: parallel speech-text voice chat\n"
             "Ask by microphone, upload or text. The model listens at 5 Hz (25 Hz speech "
@@ -244,10 +259,70 @@ def build_app(settings: DemoSettings = DemoSettings()):
                 speech_t = gr.Slider(0.0, 1.5, value=0.0, step=0.05, label="Speech temperature")
                 speech_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Speech top-p")
             with gr.Row():
+                allowed = engines.allow_paths
                 checkpoint = gr.Textbox(
-                    label="Checkpoint folder", placeholder=f"default: {engines.default}"
+                    label="Checkpoint folder",
+                    placeholder=f"default: {engines.default[0]}",
+                    interactive=allowed,
                 )
-                adapter = gr.Textbox(label="LoRA adapter folder", placeholder="none")
+                adapter = gr.Textbox(
+                    label="LoRA adapter folder", placeholder="none", interactive=allowed
+                )
+
+        def answer(
+            audio_path, typed, messages, turns, mode_name, text_temperature, text_top_p,
+            speech_temperature, speech_top_p, vad, positions, checkpoint_path, adapter_path,
+        ):  # fmt: skip
+            """One turn as a stream of page updates ({component: value})."""
+            received = time.perf_counter()
+            messages, typed = list(messages or []), (typed or "").strip()
+            try:
+                mode_name = choose_mode(mode_name, bool(audio_path), bool(typed))
+                spec = MODES[mode_name]
+                chat = engines.get(checkpoint_path, adapter_path)
+                chat = chat.fork((turns or [])[-MAX_HISTORY_TURNS:])
+                wav, note = None, ""
+                if spec.speech_in:
+                    wav, note = read_question(audio_path, limits, vad)
+                stream_args = dict(
+                    audio=wav,
+                    sample_rate=MODEL_SAMPLE_RATE,
+                    text=None if spec.speech_in else typed,
+                    mode=mode_name,
+                    text_sampling=SamplingConfig(text_temperature, top_p=text_top_p),
+                    speech_sampling=SamplingConfig(speech_temperature, top_p=speech_top_p),
+                    max_positions=int(positions),
+                )
+            except (AudioError, CheckpointError, ValueError) as err:
+                yield {status: f"⚠️ {err}"}
+                return
+            user = f"[{note}]" if spec.speech_in else typed
+            messages += [{"role": "user", "content": user}, {"role": "assistant", "content": ""}]
+            said = f"{mode_name}: {spec.system_prompt}"
+            yield {chatbot: messages, full_out: None, latency: "", timeline: "", status: said}
+            prepared = time.perf_counter() - received  # file reading and VAD, before the model
+            try:
+                for update in turn_updates(chat, messages, **stream_args):
+                    page = {chatbot: update["messages"]}
+                    if "chunk" in update:
+                        page[stream_out] = update["chunk"]
+                    if "result" in update:
+                        result = update["result"]
+                        page |= {
+                            full_out: None
+                            if result.audio is None
+                            else (result.sample_rate, result.audio),
+                            latency: latency_markdown(latency_summary(result, prepared)),
+                            timeline: timeline_html(result, chat.tokenizer, chat.config),
+                            history: chat.history,
+                            audio_in: None,
+                            text_in: "",
+                        }
+                    yield page
+            except Exception as err:  # a failure inside the model: a message, history intact
+                log.exception("turn failed")
+                failed = f"⚠️ the turn failed ({type(err).__name__}: {err}); nothing was kept"
+                yield {chatbot: messages[:-2], status: failed}
 
         inputs = [
             audio_in, text_in, chatbot, history, mode, text_t, text_p, speech_t, speech_p,
@@ -264,6 +339,7 @@ def build_app(settings: DemoSettings = DemoSettings()):
             None,
             [chatbot, history, full_out, latency, timeline, status],
             api_name="new_conversation",
+            cancels=[turn, typed_turn],  # a running turn would write the old history back
         )
     app.queue(default_concurrency_limit=settings.concurrency, max_size=settings.queue_size)
     return app

@@ -186,19 +186,33 @@ def test_typed_question_without_text_or_audio_is_a_message(server):
 
 
 def test_a_lora_adapter_folder_is_used_and_a_wrong_one_explained(server, tmp_path):
-    """A fresh LoRA adapter (B = 0, so the merged model equals the base) saved in peft format
-    loads in the demo and gives the base model's answer; a folder that is no adapter is a
-    message."""
+    """Adapters saved in peft format load in the demo: a fresh one (B = 0, the merged model is
+    the base) gives the base answer, one with random B another answer; a folder that is no
+    adapter is a message."""
+    import torch
+
     from drvoice_lab.inference.pipeline import load_checkpoint
     from drvoice_lab.training.lora import apply_lora, save_adapter
     from drvoice_lab.training.recipe import LoraSettings
 
     model, _ = load_checkpoint(default_checkpoint())
-    adapter = save_adapter(apply_lora(model, LoraSettings()), tmp_path / "adapter")
+    peft_model = apply_lora(model, LoraSettings())
+    identity = save_adapter(peft_model, tmp_path / "identity")
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(std=0.5)
+    shifted = save_adapter(peft_model, tmp_path / "shifted")
     client = Client(server, verbose=False)
     question = "What is the opposite of hot?"
-    base = answer_text(ask(client, text=question, mode="T2T"))
-    assert answer_text(ask(client, text=question, mode="T2T", adapter=str(adapter))) == base
+
+    def reply(adapter: str) -> str:
+        return answer_text(ask(client, text=question, mode="T2T", adapter=adapter))
+
+    base = reply("")
+    assert reply(str(identity)) == base
+    assert reply(str(shifted)) != base
     out = ask(client, text=question, mode="T2T", adapter=str(tmp_path))
     assert out["status"].startswith("⚠️") and "not a LoRA adapter" in out["status"]
 
@@ -219,11 +233,15 @@ def test_eight_concurrent_sessions_keep_their_own_history(server):
     """Eight clients at once, two typed turns each: every answer equals what the same model
     says to that session alone (greedy decoding), so no history leaked between sessions."""
     chat = VoiceChat.from_checkpoint(default_checkpoint())
-    expected = []
+    expected, without_history = [], []
     for i, first in enumerate(TYPED):
         session = chat.fork()
         second = TYPED[(i + 3) % len(TYPED)]
         expected.append([session.respond(text=q, mode="T2T").text for q in (first, second)])
+        without_history.append(chat.fork().respond(text=second, mode="T2T").text)
+    # The check has teeth: for some session the first turn changes the second answer, so a
+    # dropped or swapped history would show.
+    assert any(e[1] != w for e, w in zip(expected, without_history, strict=True))
     got: list[list[str] | None] = [None] * len(TYPED)
     errors: list[BaseException] = []
 

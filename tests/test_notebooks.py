@@ -1,5 +1,5 @@
-"""The notebooks run top to bottom headless (nbclient, the venv's kernel) in their fast mode,
-and are committed without outputs so that their diffs stay readable."""
+"""The notebooks run top to bottom headless (nbclient, the venv's kernel), and are committed
+without outputs so that their diffs stay readable."""
 
 from __future__ import annotations
 
@@ -30,8 +30,7 @@ def test_notebook_is_committed_without_outputs(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_notebook_runs_top_to_bottom(path, monkeypatch):
-    monkeypatch.setenv("DRVOICE_NOTEBOOK_FAST", "1")
+def test_notebook_runs_top_to_bottom(path):
     notebook = nbformat.read(path, as_version=4)
     client = nbclient.NotebookClient(
         notebook,

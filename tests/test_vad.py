@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
-import torch
 
 pytest.importorskip("silero_vad", reason="the demo extra is not installed")
 
@@ -40,7 +42,14 @@ def test_no_speech_is_a_clear_error():
         trim_silence(hum)
 
 
-def test_vad_leaves_torch_threads_alone(speech):
-    threads = torch.get_num_threads()
-    trim_silence(speech)  # silero_vad's import sets torch's thread count to 1
-    assert torch.get_num_threads() == threads
+def test_vad_leaves_torch_threads_alone():
+    """silero_vad's import sets torch's thread count to 1; the first VAD call, in a fresh
+    process, must leave it as it was."""
+    code = (
+        "import numpy as np, torch; torch.set_num_threads(2);"
+        "from drvoice_lab.audio.vad import speech_spans;"
+        "speech_spans(np.zeros(16000, np.float32)); print(torch.get_num_threads())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-1] == "2"

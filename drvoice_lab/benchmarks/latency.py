@@ -2,10 +2,12 @@
 warm (median of later turns), with each stage's FLOPs and its fraction of the machine's matmul
 ceiling.
 
-Stages: Whisper encoder, adapter (50 Hz -> 25 Hz -> grouped 5 Hz), backbone prefill, one
-backbone decode step, the k SRH steps of one position, and one detokenizer chunk (one
-position's audio). Times come from ``VoiceChat.stream``'s per-stage clocks (the adapter is
-timed on its own, and runs again inside the prefill); FLOPs are counted from the configs.
+Stages: Whisper encoder, adapter (50 Hz -> 25 Hz -> grouped 5 Hz), backbone prefill, SRH
+prefill (the prompt's sub-states into the SRH's cache), one backbone decode step, the k SRH
+steps of one position, and one detokenizer chunk (one position's audio). Times come from
+``VoiceChat.stream``'s per-stage clocks, which start when ``stream`` is called (file reading
+and VAD not included; see bench/voice_latency.py for that path); the adapter is timed on its
+own, and runs again inside the prefill. FLOPs are counted from the configs.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ def adapter_flops(model, frames: int) -> float:
     t25, k = -(-frames // 2), cfg.group_size
     positions = -(-t25 // k)
     d_enc, d_a, d = cfg.encoder_hidden_size, cfg.adapter_hidden_size, cfg.hidden_size
-    return 2 * t25 * (2 * d_enc * d_a + d_a * d_a) + 2 * positions * k * d_a * d
+    grouped_in = k * d_a if cfg.grouping_mode == "concat" else d_a  # W_g's input width
+    return 2 * t25 * (2 * d_enc * d_a + d_a * d_a) + 2 * positions * grouped_in * d
 
 
 def stage_flops(model, frames: int, prompt_positions: int) -> dict[str, float]:
@@ -46,13 +49,17 @@ def stage_flops(model, frames: int, prompt_positions: int) -> dict[str, float]:
     bb, srh = cfg.backbone_config, cfg.srh_config
     d, k = cfg.hidden_size, cfg.group_size
     head = 2 * d * cfg.text_vocab_size
-    srh_steps = 2 * d * k * srh.hidden_size + sum(
-        backbone_flops(srh, 1, context=i) + 2 * srh.hidden_size * srh.vocab_size for i in range(k)
+    ungroup = 2 * d * k * srh.hidden_size  # W_p per position
+    cached = (prompt_positions - 1) * k  # sub-states the SRH prefill puts in its cache
+    srh_steps = ungroup + sum(
+        backbone_flops(srh, 1, context=cached + i) + 2 * srh.hidden_size * srh.vocab_size
+        for i in range(k)
     )
     return {
         "encoder": encoder_flops(cfg.encoder_config, frames),
         "adapter": adapter_flops(model, frames),
         "backbone_prefill": backbone_flops(bb, prompt_positions) + prompt_positions * head,
+        "srh_prefill": (prompt_positions - 1) * ungroup + backbone_flops(srh, cached),
         "backbone_step": backbone_flops(bb, 1, context=prompt_positions) + head,
         "srh_k_steps": srh_steps,
         "detokenizer_chunk": float("nan"),  # FFT-based Griffin-Lim: not a matmul workload
@@ -64,7 +71,7 @@ def _one_turn(chat: VoiceChat, wav: np.ndarray) -> dict[str, float]:
     t, positions = result.timings, max(int(result.timings["positions"]), 1)
     chunks = max(int(round(len(result.speech_ids) / chat.config.group_size)), 1)
     with torch.no_grad():
-        frames, lengths = chat.encoder.encode([wav])
+        frames, lengths = chat.encoder.encode([wav])  # (1, F, d_enc) 50 Hz, (1,)
         start = time.perf_counter()
         chat.model.adapter(frames.float(), lengths)
         adapter = time.perf_counter() - start
@@ -72,8 +79,9 @@ def _one_turn(chat: VoiceChat, wav: np.ndarray) -> dict[str, float]:
         "encoder": t["encoder"],
         "adapter": adapter,
         "backbone_prefill": t["prefill"],
+        "srh_prefill": t["srh_prefill"],
         "backbone_step": t["backbone_steps"] / max(positions - 1, 1),
-        "srh_k_steps": t["srh"] / positions,
+        "srh_k_steps": (t["srh"] - t["srh_prefill"]) / positions,
         "detokenizer_chunk": t["detokenizer"] / chunks,
         "first_audio": t.get("first_audio", float("nan")),
         "total": t["total"],
@@ -90,8 +98,8 @@ def latency_rows(chat: VoiceChat, wav: np.ndarray, warm_turns: int, gflops: floa
     prompt = _prompt_positions(chat, wav)
     flops = stage_flops(chat.model, cold["frames"], prompt)
     rows = []
-    for stage in ("encoder", "adapter", "backbone_prefill", "backbone_step", "srh_k_steps",
-                  "detokenizer_chunk", "first_audio", "total"):  # fmt: skip
+    for stage in ("encoder", "adapter", "backbone_prefill", "srh_prefill", "backbone_step",
+                  "srh_k_steps", "detokenizer_chunk", "first_audio", "total"):  # fmt: skip
         f = flops.get(stage, float("nan"))
         achieved = f / warm[stage] / 1e9 if warm[stage] > 0 else float("nan")
         rows.append(

@@ -58,7 +58,8 @@ def append_rows(folder: Path, suite: str, machine: dict, rows: list[dict]) -> Pa
         with path.open() as handle:
             header = next(csv.reader(handle), [])
         if header != fields:  # columns changed: keep the old file, start a new one beside it
-            path.rename(path.with_suffix(".old.csv"))
+            stamp = machine["date"].replace(":", "")
+            path.rename(path.with_name(f"{suite}.until-{stamp}.csv"))
     new = not path.exists()
     with path.open("a", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)

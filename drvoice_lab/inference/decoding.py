@@ -43,7 +43,7 @@ class JointStep:
     speech: torch.Tensor  # (B, k)
     text_done: torch.Tensor  # (B,) bool
     speech_done: torch.Tensor  # (B,) bool
-    seconds: dict[str, float]  # "backbone" (prefill on step 0), "srh"
+    seconds: dict[str, float]  # "backbone" (prefill on step 0), "srh" (incl. "srh_prefill")
     text_logits: torch.Tensor | None = None  # (B, V_text) when keep_logits
     speech_logits: list[torch.Tensor] = field(default_factory=list)  # k x (B, V_s)
 
@@ -130,7 +130,7 @@ def iter_joint(
             group_ids,
             text_done,
             speech_done,
-            {"backbone": backbone_seconds, "srh": srh_seconds},
+            {"backbone": backbone_seconds, "srh": srh_seconds, "srh_prefill": srh_prefill},
             text_logits if keep_logits else None,
             kept_speech,
         )

@@ -241,7 +241,7 @@ class VoiceChat:
         text_channel: list[int] = []
         speech_channel: list[list[int]] = []
         shown = ""
-        for key in ("prefill", "backbone_steps", "srh", "detokenizer"):
+        for key in ("prefill", "backbone_steps", "srh", "srh_prefill", "detokenizer"):
             timings[key] = 0.0
         cfg = self.config
         index = -1
@@ -251,6 +251,7 @@ class VoiceChat:
                 return
             timings["prefill" if index == 0 else "backbone_steps"] += step.seconds["backbone"]
             timings["srh"] += step.seconds["srh"]
+            timings["srh_prefill"] += step.seconds.get("srh_prefill", 0.0)  # in "srh" too
             token = int(step.text[0])  # pad after the text ended
             text_channel.append(token)
             if token not in (cfg.text_pad_token_id, cfg.text_eos_token_id):
