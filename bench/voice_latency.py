@@ -29,10 +29,11 @@ from drvoice_lab.benchmarks.report import append_rows
 from drvoice_lab.data.corpus import CorpusConfig, build_corpus, load_dialogues
 from drvoice_lab.demo import read_question
 from drvoice_lab.inference.pipeline import VoiceChat, default_checkpoint
+from drvoice_lab.inference.timeline import STAGES as TIMELINE_STAGES
 
 RESULTS = Path(__file__).parent / "results" / "voice_latency.csv"
 TARGETS = {"first_audio_ms": 300.0, "rtf": 0.3}
-STAGES = ("audio_load", "encoder", "prefill", "backbone_steps", "srh", "detokenizer")
+STAGES = ("audio_load", *TIMELINE_STAGES)
 
 
 def held_out_questions(count: int, seed: int, folder: Path) -> list[tuple[Path, str, str]]:

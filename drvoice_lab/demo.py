@@ -23,7 +23,13 @@ import soundfile as sf
 
 from drvoice_lab.audio.io import MODEL_SAMPLE_RATE, AudioError, AudioLimits, load_audio
 from drvoice_lab.data.com import MODES
-from drvoice_lab.inference.pipeline import CheckpointError, VoiceChat, default_checkpoint
+from drvoice_lab.inference.pipeline import (
+    CheckpointError,
+    VoiceChat,
+    default_checkpoint,
+    load_checkpoint,
+    load_speech_tokenizer_for,
+)
 from drvoice_lab.inference.sampling import SamplingConfig
 from drvoice_lab.inference.timeline import latency_markdown, latency_summary, timeline_html
 
@@ -98,7 +104,6 @@ class Engines:
 
     def _load(self, checkpoint: str, adapter: str) -> VoiceChat:
         from drvoice_lab.audio.encoder import SpeechEncoder
-        from drvoice_lab.inference.pipeline import load_checkpoint, load_speech_tokenizer_for
 
         model, tokenizer = load_checkpoint(checkpoint, adapter or None)
         name = model.config.encoder_name_or_path

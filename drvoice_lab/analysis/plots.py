@@ -6,9 +6,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from drvoice_lab.inference.timeline import timeline_rows
-
-STAGES = ("encoder", "prefill", "backbone_steps", "srh", "detokenizer")
+from drvoice_lab.inference.timeline import STAGES, timeline_rows
 
 
 def plot_timeline(result, tokenizer, config, ax=None):

@@ -16,6 +16,14 @@ from drvoice_lab.data.text_tokenizer import TextTokenizer
 from drvoice_lab.inference.pipeline import TurnResult
 
 MAX_COLUMNS = 60  # longer answers are cut (with a note) to keep the page light
+# The per-stage clocks of ``TurnResult.timings`` (seconds), in pipeline order, and their names.
+STAGES = {
+    "encoder": "encoder",
+    "prefill": "prefill",
+    "backbone_steps": "backbone steps",
+    "srh": "SRH",
+    "detokenizer": "detokenizer",
+}
 
 
 def speech_label(token: int, config: DrVoiceConfig) -> str:
@@ -106,7 +114,7 @@ def latency_summary(result: TurnResult, received_at_offset: float = 0.0) -> dict
     }
     if "first_audio" in t:
         summary["first_audio"] = t["first_audio"] + received_at_offset
-    for key in ("encoder", "prefill", "backbone_steps", "srh", "detokenizer"):
+    for key in STAGES:
         if key in t:
             summary[key] = t[key]
     summary["positions"] = t.get("positions", 0)
@@ -122,15 +130,5 @@ def latency_markdown(summary: dict[str, float]) -> str:
     if summary["answer_audio"] > 0:
         parts.append(f"RTF **{summary['rtf']:.2f}** ({summary['answer_audio']:.1f} s of speech)")
     parts.append(f"total {ms['total']:.0f} ms")
-    stages = ", ".join(
-        f"{name} {ms[key]:.0f} ms"
-        for name, key in (
-            ("encoder", "encoder"),
-            ("prefill", "prefill"),
-            ("backbone steps", "backbone_steps"),
-            ("SRH", "srh"),
-            ("detokenizer", "detokenizer"),
-        )
-        if key in ms
-    )
+    stages = ", ".join(f"{name} {ms[key]:.0f} ms" for key, name in STAGES.items() if key in ms)
     return " · ".join(parts) + (f"  \nper stage: {stages}" if stages else "")
