@@ -423,6 +423,53 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_ablate(sub: argparse._SubParsersAction) -> None:
+    from drvoice_lab.benchmarks.ablation import VARIANTS
+
+    p = sub.add_parser(
+        "ablate",
+        help="k-sweep and 'without SRH' ablation: train each variant, evaluate, tabulate",
+    )
+    p.add_argument(
+        "--variants", default=",".join(VARIANTS), help=f"comma-separated: {', '.join(VARIANTS)}"
+    )
+    p.add_argument("--recipe", default="tiny", help="recipe every variant trains")
+    p.add_argument(
+        "--scale", type=float, default=1.0, help="fraction of the recipe's steps (same for all)"
+    )
+    p.add_argument("--runs", default="runs/ablate", help="one run folder per variant (resumable)")
+    p.add_argument("--results", default="bench/results", help="folder of ablation.csv")
+    p.add_argument(
+        "--split", default="test_question", choices=["test_question", "test_voice", "train"]
+    )
+    p.add_argument("--limit", type=int, default=40, help="held-out dialogues per variant")
+    p.add_argument("--corpus", default=None, help="corpus folder (default: the default corpus)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_ablate)
+
+
+def cmd_ablate(args: argparse.Namespace) -> int:
+    from drvoice_lab.benchmarks.ablation import AblationSettings, run_ablation
+
+    if args.quiet:
+        from transformers.utils import logging
+
+        logging.disable_progress_bar()  # the per-save "Writing model shards" bars
+    settings = AblationSettings(
+        variants=tuple(v.strip() for v in args.variants.split(",") if v.strip()),
+        recipe=args.recipe,
+        scale=args.scale,
+        runs=Path(args.runs),
+        results=Path(args.results),
+        split=args.split,
+        limit=args.limit,
+        corpus=args.corpus,
+        progress=not args.quiet,
+    )
+    run_ablation(settings)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="drvoice-lab", description="DrVoice research workbench (parallel speech-text LLM)"
@@ -439,6 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_export(sub)
     _add_demo(sub)
     _add_bench(sub)
+    _add_ablate(sub)
     return parser
 
 

@@ -21,6 +21,7 @@ from typing import Any
 from transformers import AutoConfig, PretrainedConfig
 
 GROUPING_MODES = ("concat", "mean")
+SPEECH_HEADS = ("srh", "parallel")
 
 # Number of special speech tokens appended after the codebook: pad/silence, bos, eos.
 NUM_SPEECH_SPECIALS = 3
@@ -61,6 +62,9 @@ class DrVoiceConfig(PretrainedConfig):
         text_pad_token_id / text_eos_token_id: text-channel pad (filler after the text ended
             or while only speech flows) and end-of-answer token.
         tie_srh_embeddings: SRH output projection tied to the speech embedding.
+        speech_head: ``"srh"`` (the autoregressive Speech Refined Head) or ``"parallel"``
+            (the paper's "without SRH" ablation: k independent linear heads on h_t, no
+            transformer layers; ``srh_config`` then only gives the speech-embedding width).
         adapter_hidden_size: width of the 25 Hz user-speech features made by the adapter.
         adapter_output_norm: RMS-normalise the grouped user speech (learned gain, initialised
             to the text embeddings' init scale) before it is summed with the text channel.
@@ -96,6 +100,7 @@ class DrVoiceConfig(PretrainedConfig):
         text_pad_token_id: int = 0,
         text_eos_token_id: int = 1,
         tie_srh_embeddings: bool = True,
+        speech_head: str = "srh",
         adapter_hidden_size: int | None = None,
         adapter_output_norm: bool = False,
         encoder_frame_rate: int = 50,
@@ -127,6 +132,7 @@ class DrVoiceConfig(PretrainedConfig):
         self.text_pad_token_id = text_pad_token_id
         self.text_eos_token_id = text_eos_token_id
         self.tie_srh_embeddings = tie_srh_embeddings
+        self.speech_head = speech_head
         self.adapter_hidden_size = (
             adapter_hidden_size if adapter_hidden_size is not None else self.srh_config.hidden_size
         )
@@ -174,6 +180,8 @@ class DrVoiceConfig(PretrainedConfig):
             raise ValueError(
                 f"grouping_mode must be one of {GROUPING_MODES}, got {self.grouping_mode!r}."
             )
+        if self.speech_head not in SPEECH_HEADS:
+            raise ValueError(f"speech_head must be one of {SPEECH_HEADS}, got {self.speech_head!r}.")
         if self.speech_codebook_size < 1:
             raise ValueError(f"speech_codebook_size must be >= 1, got {self.speech_codebook_size}.")
         specials = {

@@ -116,6 +116,31 @@ def test_srh_sees_previous_tokens_within_a_group():
     assert not torch.allclose(changed[:, 2], base[:, 2])
 
 
+def test_parallel_heads_ablation_predicts_a_group_from_the_hidden_state_alone(tmp_path):
+    """speech_head="parallel" (the paper's "without SRH"): no SRH layers, and changing a
+    previous speech token leaves the later sub-positions' logits of that group untouched;
+    it saves, loads and decodes like the SRH model."""
+    from drvoice_lab.inference.decoding import generate_joint
+
+    model = build(5, speech_head="parallel")
+    assert len(model.srh.transformer.layers) == 0
+    assert build(5).srh.transformer.layers  # the default keeps its transformer
+    text, speech = random_batch(model.config, 1, 4)
+    base = model(text, speech).speech_logits
+    changed_ids = speech.clone()
+    changed_ids[0, 6] = (changed_ids[0, 6] + 3) % 29  # group 1, sub-position 1
+    changed = model(text, changed_ids).speech_logits
+    torch.testing.assert_close(changed[:, :5], base[:, :5], rtol=0, atol=0)  # same group 1
+    model.save_pretrained(tmp_path)
+    loaded = AutoModel.from_pretrained(tmp_path).eval()
+    assert loaded.config.speech_head == "parallel"
+    torch.testing.assert_close(loaded(text, speech).speech_logits, base, rtol=0, atol=0)
+    out = generate_joint(loaded, text[:, :2], speech[:, :10], max_new_positions=3)
+    assert out.speech_ids.shape == (1, 15)
+    with pytest.raises(ValueError, match="speech_head"):
+        micro_config(5, speech_head="mlp")
+
+
 def test_labels_mask_losses():
     model = build(5)
     text, speech = random_batch(model.config, 2, 5)

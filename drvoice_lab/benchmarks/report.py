@@ -45,6 +45,26 @@ SUITES = {
         ],
     ),  # fmt: skip
     "ceiling": ("Machine ceiling: dense matmul", ["n", "dtype", "gflops"]),
+    "ablation": (
+        "k-sweep and head ablation (`drvoice-lab ablate`): the same recipe and steps per "
+        "variant, held-out dialogues",
+        [
+            "variant",
+            "k",
+            "speech_head",
+            "s2m_positions",
+            "steps",
+            "train_min",
+            "s2t_em",
+            "s2t_f1",
+            "s2m_em",
+            "s2m_f1",
+            "s2m_asr_wer",
+            "tokenizer_wer",
+            "dialogues",
+            "scale",
+        ],
+    ),  # fmt: skip
 }
 
 

@@ -136,6 +136,7 @@ class DrVoiceModel(DrVoicePreTrainedModel):
             config.srh_config,
             tie_embeddings=config.tie_srh_embeddings,
             transformer=srh_transformer,
+            parallel=config.speech_head == "parallel",
         )
         self.post_init()
 

@@ -6,9 +6,15 @@ transformer then runs over the whole 25 Hz stream; the input at each sub-positio
 embedding E_s itself (tied weights), so the k tokens of a group are produced one by one, each
 seeing the ones before it. The transformer is any HF causal-LM body (Qwen2 by default: at
 real scale it can start from a Qwen2.5-0.5B TTS model); its input embedding table *is* E_s.
+
+``parallel=True`` is the paper's "without SRH" ablation: k parallel linear heads. The
+transformer keeps no layers (only E_s and the final norm) and the previous token is not an
+input, so the k tokens of a group are predicted independently from h_t alone.
 """
 
 from __future__ import annotations
+
+import copy
 
 import torch
 import torch.nn.functional as F
@@ -24,10 +30,16 @@ class SpeechRefinedHead(nn.Module):
         srh_config: PretrainedConfig,
         tie_embeddings: bool = True,
         transformer: PreTrainedModel | None = None,
+        parallel: bool = False,
     ) -> None:
         super().__init__()
         self.k = k
-        self.transformer = transformer or AutoModel.from_config(srh_config)
+        self.parallel = parallel
+        if parallel and transformer is not None:
+            raise ValueError("the parallel-heads ablation has no SRH transformer to load")
+        self.transformer = transformer or AutoModel.from_config(
+            _without_layers(srh_config) if parallel else srh_config
+        )
         embed_dim = srh_config.hidden_size
         self.ungroup = nn.Linear(hidden_size, k * embed_dim)  # W_p
         # Named `speech_head` (not `lm_head`/`out`) so peft's suffix matching stays unambiguous.
@@ -51,6 +63,8 @@ class SpeechRefinedHead(nn.Module):
         """(B, N, D) hidden states, (B, N*k) previous tokens -> (B, N*k, d_s) SRH inputs,
         ``split_k(W_p h) + E_s(prev)``. ``fused`` does it in one kernel (``drvoice_kernels``);
         layers wrapped by adapters (e.g. LoRA) fall back to the plain path."""
+        if self.parallel:
+            return self.substates(hidden)  # no previous-token input: k independent heads
         embedding = self.speech_embedding
         if fused and type(self.ungroup) is nn.Linear and type(embedding) is nn.Embedding:
             from drvoice_kernels import fused_ungroup
@@ -72,6 +86,8 @@ class SpeechRefinedHead(nn.Module):
         cache: Cache | None = None,
     ) -> torch.Tensor:
         """(B, L, d_s) inputs -> (B, L, d_s) last hidden states of the SRH transformer."""
+        if self.parallel:
+            cache = None  # no layers, nothing to remember: positions are independent
         out = self.transformer(
             inputs_embeds=inputs,
             attention_mask=attention_mask,
@@ -107,5 +123,16 @@ class SpeechRefinedHead(nn.Module):
 
         With ``cache`` the call continues the 25 Hz stream where the cache left off.
         """
-        inputs = substates + self.speech_embedding(prev_tokens)  # (B, L, d_s)
+        inputs = substates
+        if not self.parallel:
+            inputs = substates + self.speech_embedding(prev_tokens)  # (B, L, d_s)
         return self.logits(self.states(inputs, attention_mask, cache))  # (B, L, V_s)
+
+
+def _without_layers(config: PretrainedConfig) -> PretrainedConfig:
+    """A copy of ``config`` with no transformer layers (embedding and final norm only)."""
+    config = copy.deepcopy(config)
+    config.num_hidden_layers = 0
+    if getattr(config, "layer_types", None) is not None:
+        config.layer_types = []
+    return config
