@@ -181,7 +181,9 @@ class DrVoiceConfig(PretrainedConfig):
                 f"grouping_mode must be one of {GROUPING_MODES}, got {self.grouping_mode!r}."
             )
         if self.speech_head not in SPEECH_HEADS:
-            raise ValueError(f"speech_head must be one of {SPEECH_HEADS}, got {self.speech_head!r}.")
+            raise ValueError(
+                f"speech_head must be one of {SPEECH_HEADS}, got {self.speech_head!r}."
+            )
         if self.speech_codebook_size < 1:
             raise ValueError(f"speech_codebook_size must be >= 1, got {self.speech_codebook_size}.")
         specials = {

@@ -85,7 +85,8 @@ def run_variant(name: str, settings: AblationSettings, asr) -> dict:
     from drvoice_lab.training.loop import Trainer, prepare_run_data
 
     overrides = {"corpus": settings.corpus} if settings.corpus else {}
-    recipe = scaled_recipe(load_recipe(settings.recipe, **overrides), settings.scale, VARIANTS[name])
+    base = load_recipe(settings.recipe, **overrides)
+    recipe = scaled_recipe(base, settings.scale, VARIANTS[name])
     out = settings.runs / name
     final, row_path = out / "final", out / "row.json"
     done = json.loads(row_path.read_text()) if row_path.exists() else None
@@ -145,7 +146,8 @@ def run_ablation(settings: AblationSettings, say: Callable[[str], None] = print)
     stamp = machine.machine_fields()  # one date for the sweep: the summary shows it whole
     rows = []
     for name in settings.variants:
-        say(f"[ablate] {name}: {VARIANTS[name]} at {settings.scale:g} x the {settings.recipe} budget")
+        budget = f"{settings.scale:g} x the {settings.recipe} recipe's steps"
+        say(f"[ablate] {name}: {VARIANTS[name]} at {budget}")
         row = run_variant(name, settings, asr)
         rows.append(row)
         report.append_rows(settings.results, "ablation", stamp, [row])
