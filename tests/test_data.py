@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 
 import numpy as np
@@ -18,6 +19,7 @@ from drvoice_lab.data.corpus import (
     is_heldout,
     load_dialogues,
     load_utterance,
+    plan_dialogues,
     question_is_heldout,
 )
 from drvoice_lab.data.tasks import FAMILIES, QA, number_words
@@ -271,3 +273,41 @@ def test_mode_sampling_follows_ratios():
     assert abs(draws.count("S2M") / 4000 - 0.75) < 0.03 and "STC" not in draws
     with pytest.raises(ValueError):
         sample_mode(rng, {"S2X": 1})
+
+
+def test_adaptation_corpus_plans_a_new_family_voice_and_reuses_a_tokenizer(tmp_path):
+    """CorpusConfig's adaptation knobs: a family outside the default corpus, the assistant's
+    voice, the user voices, and an existing tokenizer instead of a newly trained BPE."""
+    assert "multiplication" not in FAMILIES  # the default corpus never sees it
+    base = CorpusConfig(
+        num_dialogues=12,
+        max_turns=1,
+        heldout_voice_fraction=0.0,
+        families=("multiplication",),
+        user_voices=("espeak:en-us@165",),
+    )
+    default_plan = plan_dialogues(base)  # the default assistant voice
+    config = CorpusConfig(**{**vars(base), "assistant_voice": "hibari@0.7"})
+    plan = plan_dialogues(config)
+    turns = [t for d in plan for t in d.turns]
+    assert {t.family for t in turns} == {"multiplication"}
+    assert {t.user_voice for t in turns} == {"espeak:en-us@165"}
+    assert all(" times " in t.question or "multiply" in t.question for t in turns)
+    assert [t.answer for d in plan for t in d.turns] == [
+        t.answer for d in default_plan for t in d.turns
+    ]
+    # the same answers, spoken in another voice, are other audio files
+    assert not {t.assistant_audio for t in turns} & {
+        t.assistant_audio for d in default_plan for t in d.turns
+    }
+    tokenizer = TextTokenizer.train_bpe(["What is two times three?", "Six."], 300)
+    tokenizer.save(tmp_path / "tok.json")
+    config.text_tokenizer = str(tmp_path / "tok.json")
+    config.num_dialogues = 2
+    out = build_corpus(tmp_path / "c", config, workers=1, progress=False)
+    assert (out / "text_tokenizer.json").read_text() == (tmp_path / "tok.json").read_text()
+    assert json.loads((out / "manifest.json").read_text())["assistant_voice"] == "hibari@0.7"
+    with pytest.raises(ValueError, match="unknown task families"):
+        CorpusConfig(families=("poetry",))
+    with pytest.raises(ValueError, match="voice spec"):
+        CorpusConfig(assistant_voice="festival:kal")

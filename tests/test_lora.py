@@ -318,3 +318,22 @@ def test_target_regex_is_precise_and_bad_settings_are_clear_errors():
         apply_lora(make_base(), LoraSettings(target_modules=["c_attn"], srh="frozen"))
     with pytest.raises(ValueError, match="adapter name"):
         apply_lora(make_base(), LoraSettings(), adapter_name="my_srh")
+
+
+def test_freeze_keeps_chosen_parts_as_initialised():
+    """LoraSettings.freeze: the backbone LoRA and W_g stay untrainable (and unchanged by an
+    optimizer step) while the SRH still trains; an unknown part is a clear error."""
+    model = apply_lora(make_base(), LoraSettings(rank=2, freeze=["backbone", "grouping"]))
+    names = trainable_names(model)
+    assert not any(n.startswith(("backbone.", "grouping.")) for n in names)
+    assert any(n.startswith("srh.") for n in names)
+    assert any(n.startswith("adapter.") for n in names)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    train(model, seed=1)
+    for name, param in model.named_parameters():
+        changed = not torch.equal(param, before[name])
+        part = name.removeprefix(PREFIX).split(".", 1)[0]
+        assert not (changed and part in ("backbone", "grouping")), name
+    assert "backbone LoRA: 0" in trainable_report(model)
+    with pytest.raises(ValueError, match="freeze"):
+        apply_lora(make_base(), LoraSettings(freeze=["srh"]))

@@ -9,6 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -288,3 +289,60 @@ def test_ctc_align_stage_trains_only_the_speech_adapter(run_setup, tmp_path):
 
     with pytest.raises(ValueError, match="objective"):
         Recipe.from_dict({**recipe, "stages": [{"name": "x", "objective": "asr", "steps": 1}]})
+
+
+def test_lora_from_an_fp16_export_trains_in_float32_and_reports_live(run_setup, tmp_path):
+    """An adaptation run (LoRA recipe with init_from = a shipped fp16 model) trains in
+    float32 with finite losses, and ``on_log`` sees every record the log gets."""
+    from drvoice_lab.training.adaptation import LoraRun, lora_recipe
+    from drvoice_lab.training.loop import Trainer
+
+    root, recipe, env = run_setup
+    _train(recipe, tmp_path / "base", env)
+    shipped = tmp_path / "shipped"
+    done = run_cli("export", str(tmp_path / "base" / "final"), "--out", str(shipped),
+                   "--splits", "", env=env)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    corpus = yaml.safe_load(recipe.read_text())["corpus"]
+    lora = lora_recipe(shipped, corpus, LoraRun(steps=3, batch_size=4, lr=1e-2))
+    seen = []
+    trainer = Trainer(lora, tmp_path / "lora", progress=False, on_log=seen.append)
+    assert {p.dtype for p in trainer.model.parameters()} == {torch.float32}
+    final = trainer.run()
+    logged = [json.loads(line) for line in (tmp_path / "lora" / "metrics.jsonl").open()]
+    assert seen == logged
+    losses = [r["loss"] for r in logged if "loss" in r]
+    assert len(losses) == 3 and all(np.isfinite(losses))
+    assert (final / "adapter_config.json").exists()
+
+
+def test_ablate_trains_every_variant_with_the_same_steps(run_setup, tmp_path):
+    """`drvoice-lab ablate`: one run per variant (its k or head in the saved config), the same
+    steps for all, one CSV row each and the summary; a rerun reuses the finished variants."""
+    import csv
+
+    root, recipe, env = run_setup
+    runs, res = str(tmp_path / "runs"), str(tmp_path / "res")
+    args = ["ablate", "--recipe", str(recipe), "--variants", "k2,k5-parallel", "--limit", "1",
+            "--runs", runs, "--results", res, "--quiet"]  # fmt: skip
+    done = run_cli(*args, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = list(csv.DictReader((tmp_path / "res" / "ablation.csv").open()))
+    assert [(r["variant"], r["k"], r["speech_head"]) for r in rows] == [
+        ("k2", "2", "srh"), ("k5-parallel", "5", "parallel")]  # fmt: skip
+    assert rows[0]["steps"] == rows[1]["steps"] == "8"
+    assert float(rows[0]["s2m_positions"]) > float(rows[1]["s2m_positions"])  # k=2: more
+    for row in rows:
+        assert 0 <= float(row["s2t_f1"]) <= 1 and row["dialogues"] == "1"
+    saved = json.loads((tmp_path / "runs" / "k5-parallel" / "final" / "config.json").read_text())
+    assert saved["speech_head"] == "parallel" and saved["srh_config"]["num_hidden_layers"] == 0
+    assert "k-sweep" in (tmp_path / "res" / "SUMMARY.md").read_text()
+
+    log = (tmp_path / "runs" / "k2" / "metrics.jsonl").read_text()
+    done = run_cli(*args, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "runs" / "k2" / "metrics.jsonl").read_text() == log  # not retrained
+    again = list(csv.DictReader((tmp_path / "res" / "ablation.csv").open()))
+    assert len(again) == 4 and again[2]["s2t_f1"] == rows[0]["s2t_f1"]
+    bad = run_cli("ablate", "--variants", "k4", env=env)
+    assert bad.returncode == 2 and "unknown variants" in bad.stderr

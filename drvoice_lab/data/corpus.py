@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from drvoice_lab.audio.io import MODEL_SAMPLE_RATE
 from drvoice_lab.data.com import MODES
-from drvoice_lab.data.tasks import FAMILIES, QA
+from drvoice_lab.data.tasks import ALL_FAMILIES, FAMILIES, QA
 from drvoice_lab.data.text_tokenizer import TextTokenizer
 from drvoice_lab.data.voices import ASSISTANT_VOICE, HELDOUT_USER_VOICES, TRAIN_USER_VOICES, Voice
 from drvoice_lab.paths import cache_dir
@@ -52,11 +52,19 @@ class CorpusConfig:
     families: tuple[str, ...] = tuple(FAMILIES)
     text_vocab_size: int = 2048
     seed: int = 0
+    # Adaptation corpora (e.g. a new voice for the assistant) change these three:
+    assistant_voice: str = ASSISTANT_VOICE.spec
+    user_voices: tuple[str, ...] = ()  # voice specs of the train splits; () = TRAIN_USER_VOICES
+    text_tokenizer: str | None = None  # reuse this tokenizer file (a model's) instead of BPE
 
     def __post_init__(self) -> None:
-        unknown = set(self.families) - set(FAMILIES)
+        unknown = set(self.families) - set(ALL_FAMILIES)
         if unknown:
-            raise ValueError(f"unknown task families {sorted(unknown)}; known: {sorted(FAMILIES)}")
+            raise ValueError(
+                f"unknown task families {sorted(unknown)}; known: {sorted(ALL_FAMILIES)}"
+            )
+        for spec in (self.assistant_voice, *self.user_voices):
+            Voice.parse(spec)  # a clear error for a bad spec, before any synthesis
         if self.num_dialogues < 1 or self.max_turns < 1:
             raise ValueError("num_dialogues and max_turns must be >= 1")
 
@@ -102,16 +110,18 @@ def utterance_id(voice: Voice, text: str) -> str:
 def plan_dialogues(config: CorpusConfig) -> list[Dialogue]:
     """Decide every dialogue's split, voice and turns (no audio yet)."""
     rng = random.Random(config.seed)
-    families = [FAMILIES[name] for name in config.families]
+    families = [ALL_FAMILIES[name] for name in config.families]
+    train_voices = tuple(Voice.parse(v) for v in config.user_voices) or TRAIN_USER_VOICES
+    assistant = Voice.parse(config.assistant_voice)
     dialogues = []
     for index in range(config.num_dialogues):
         roll = rng.random()
         if roll < config.heldout_voice_fraction:
             split, voice = "test_voice", rng.choice(HELDOUT_USER_VOICES)
         elif roll < config.heldout_voice_fraction + config.heldout_question_fraction:
-            split, voice = "test_question", rng.choice(TRAIN_USER_VOICES)
+            split, voice = "test_question", rng.choice(train_voices)
         else:
-            split, voice = "train", rng.choice(TRAIN_USER_VOICES)
+            split, voice = "train", rng.choice(train_voices)
         n_turns = 1
         if config.max_turns > 1 and rng.random() < config.multi_turn_fraction:
             n_turns = rng.randint(2, config.max_turns)
@@ -132,7 +142,7 @@ def plan_dialogues(config: CorpusConfig) -> list[Dialogue]:
                     answer=qa.answer,
                     user_voice=voice.spec,
                     user_audio=f"audio/{utterance_id(voice, qa.question)}.flac",
-                    assistant_audio=f"audio/{utterance_id(ASSISTANT_VOICE, qa.answer)}.flac",
+                    assistant_audio=f"audio/{utterance_id(assistant, qa.answer)}.flac",
                 )
             )
         dialogues.append(Dialogue(id=f"d{index:06d}", split=split, turns=turns))
@@ -162,7 +172,7 @@ def build_corpus(
     for dialogue in dialogues:
         for turn in dialogue.turns:
             jobs[turn.user_audio] = (turn.user_voice, turn.question)
-            jobs[turn.assistant_audio] = (ASSISTANT_VOICE.spec, turn.answer)
+            jobs[turn.assistant_audio] = (config.assistant_voice, turn.answer)
     todo = [
         (spec, text, str(out / rel))
         for rel, (spec, text) in sorted(jobs.items())
@@ -189,10 +199,13 @@ def build_corpus(
         out / "dialogues.jsonl",
         "".join(json.dumps(asdict(d), sort_keys=True) + "\n" for d in dialogues),
     )
-    texts = [t for d in dialogues for turn in d.turns for t in (turn.question, turn.answer)]
-    tokenizer = TextTokenizer.train_bpe(
-        texts + [m.system_prompt for m in MODES.values()], config.text_vocab_size
-    )
+    if config.text_tokenizer:
+        tokenizer = TextTokenizer.load(config.text_tokenizer)
+    else:
+        texts = [t for d in dialogues for turn in d.turns for t in (turn.question, turn.answer)]
+        tokenizer = TextTokenizer.train_bpe(
+            texts + [m.system_prompt for m in MODES.values()], config.text_vocab_size
+        )
     tokenizer.save(out / "text_tokenizer.json")
     counts = Counter(d.split for d in dialogues)
     manifest = {
@@ -204,9 +217,9 @@ def build_corpus(
         "hours": round(sum(durations.values()) / 3600, 3),
         "sample_rate": MODEL_SAMPLE_RATE,
         "text_vocab_size": tokenizer.vocab_size,
-        "assistant_voice": ASSISTANT_VOICE.spec,
+        "assistant_voice": config.assistant_voice,
         "user_voices": {
-            "train": [v.spec for v in TRAIN_USER_VOICES],
+            "train": list(config.user_voices) or [v.spec for v in TRAIN_USER_VOICES],
             "heldout": [v.spec for v in HELDOUT_USER_VOICES],
         },
     }

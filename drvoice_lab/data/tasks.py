@@ -143,6 +143,12 @@ AFTER = (
     "Tell me the {kind} after {x}.",
     "What is the {kind} after {x}?",
 )
+TIMES = (
+    "What is {a} times {b}?",
+    "How much is {a} times {b}?",
+    "What do you get when you multiply {a} by {b}?",
+    "Can you tell me {a} times {b}?",
+)
 REPEAT = (
     "Repeat after me: {x}.",
     "Please say: {x}.",
@@ -213,3 +219,16 @@ FAMILIES: dict[str, Callable[[random.Random], QA]] = {
     "sequences": sequences,
     "repeat": repeat,
 }
+
+
+def multiplication(rng: random.Random) -> QA:
+    # Kept out of the default corpus: the new task family of the LoRA adaptation notebook.
+    # Operands 2..6: 25 facts, few enough for a short LoRA run to learn.
+    a, b = rng.randint(2, 6), rng.randint(2, 6)
+    a_, b_, c_ = number_words(a), number_words(b), number_words(a * b)
+    return _ask(rng, "multiplication", TIMES, f"{a_} times {b_} is {c_}.".capitalize(), a=a_, b=b_)
+
+
+# Families for adaptation experiments only (a base model trained on FAMILIES never saw them).
+NEW_FAMILIES: dict[str, Callable[[random.Random], QA]] = {"multiplication": multiplication}
+ALL_FAMILIES = {**FAMILIES, **NEW_FAMILIES}

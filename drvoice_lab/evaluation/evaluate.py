@@ -50,6 +50,21 @@ class WhisperASR:
         )
         return " ".join(s.text.strip() for s in segments).strip()
 
+    def words(self, wav16k: np.ndarray) -> list[tuple[str, float, float]]:
+        """(word, start s, end s) for each recognised word (Whisper's word timestamps)."""
+        segments, _ = self.model.transcribe(
+            np.asarray(wav16k, dtype=np.float32),
+            language="en",
+            beam_size=1,
+            condition_on_previous_text=False,
+            word_timestamps=True,
+        )
+        return [
+            (w.word.strip().strip(".,?!").lower(), w.start, w.end)
+            for s in segments
+            for w in s.words or []
+        ]
+
 
 @dataclass
 class Item:
@@ -62,6 +77,7 @@ class Item:
     exact: float
     f1: float
     spoken_asr: str | None = None
+    spoken_seconds: float | None = None  # length of the spoken answer
 
 
 def evaluate(
@@ -110,6 +126,9 @@ def evaluate(
             )
             if MODES[mode].speech_out:
                 item.spoken_asr = asr.transcribe(result.audio) if result.audio is not None else ""
+                item.spoken_seconds = (
+                    0.0 if result.audio is None else len(result.audio) / result.sample_rate
+                )
             items.append(item)
             bar.update()
     bar.close()
@@ -152,6 +171,10 @@ def summarize(items: list[Item]) -> dict:
             out["speech_text_wer"] = word_error_rate(
                 [i.spoken_asr for i in spoken], [i.answer for i in spoken]
             )
+            # speaking rate of the spoken answers (words of the generated text per second)
+            words = sum(len(i.answer.split()) for i in spoken)
+            seconds = sum(i.spoken_seconds or 0.0 for i in spoken)
+            out["words_per_second"] = words / seconds if seconds else 0.0
         return out
 
     return {

@@ -16,6 +16,7 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,8 @@ class RunData:
 
 
 def model_config(recipe: Recipe, tokenizer: TextTokenizer) -> DrVoiceConfig:
+    if recipe.init_from:  # the data must be laid out for the model that is loaded (its k)
+        return DrVoiceConfig.from_pretrained(recipe.init_from)
     overrides = dict(recipe.model)
     overrides.setdefault("text_pad_token_id", tokenizer.pad_id)
     overrides.setdefault("text_eos_token_id", tokenizer.eos_id)
@@ -55,8 +58,8 @@ def model_config(recipe: Recipe, tokenizer: TextTokenizer) -> DrVoiceConfig:
 
 
 def build_model(recipe: Recipe, config: DrVoiceConfig) -> DrVoiceModel:
-    if recipe.init_from:
-        return DrVoiceModel.from_pretrained(recipe.init_from)
+    if recipe.init_from:  # trained in float32 whatever the checkpoint stores (fp16 exports)
+        return DrVoiceModel.from_pretrained(recipe.init_from, dtype=torch.float32)
     torch.manual_seed(recipe.seed)
     return DrVoiceModel(config)
 
@@ -143,7 +146,9 @@ class Trainer:
         out_dir: str | Path,
         data: RunData | None = None,
         progress: bool = True,
+        on_log: Callable[[dict], None] | None = None,
     ) -> None:
+        """``on_log`` receives every record written to metrics.jsonl (e.g. a live plot)."""
         recipe.validate()
         self.recipe, self.out = recipe, Path(out_dir)
         gpu = torch.cuda.is_available()
@@ -161,6 +166,7 @@ class Trainer:
         self.config = model_config(recipe, data.tokenizer)
         self.model = self._fresh_model()
         self.log_path = self.out / "metrics.jsonl"
+        self.on_log = on_log
         self._tensorboard = None
         self._utterances = None  # user utterances for CTC alignment stages, built on demand
 
@@ -177,14 +183,18 @@ class Trainer:
     def _load_model(self, folder: Path):
         if self.recipe.lora is None:
             return DrVoiceModel.from_pretrained(folder)
-        from drvoice_lab.training.lora import load_adapter
+        from drvoice_lab.training.lora import freeze_parts, load_adapter
 
-        return load_adapter(build_model(self.recipe, self.config), folder, is_trainable=True)
+        model = load_adapter(build_model(self.recipe, self.config), folder, is_trainable=True)
+        freeze_parts(model, self.recipe.lora.freeze)
+        return model
 
     def _log(self, record: dict) -> None:
         if self.is_main:
             with self.log_path.open("a") as f:
                 f.write(json.dumps(record) + "\n")
+            if self.on_log is not None:
+                self.on_log(record)
             if self._tensorboard is not None:
                 for key, value in record.items():
                     if isinstance(value, int | float) and key != "step":
@@ -308,6 +318,12 @@ class Trainer:
                 position["seconds"] += time.perf_counter() - clock
                 clock = time.perf_counter()
                 gstep = position["global_step"]
+                if not math.isfinite(losses["loss"]):
+                    raise ValueError(
+                        f"the loss became {losses['loss']} at step {gstep} (stage {stage.name}); "
+                        "lower the learning rate or check the data. Checkpoints up to the last "
+                        f"save are kept in {self.out}."
+                    )
                 bar.update()
                 bar.set_postfix(loss=f"{losses['loss']:.3f}", stage=stage.name)
                 if gstep % recipe.log_every == 0 or step == first_step:

@@ -60,6 +60,7 @@ from drvoice_lab.training.recipe import LoraSettings
 
 SRH_MODES = ("full", "lora", "frozen")
 PARTS = ("backbone", "srh", "grouping", "adapter")
+FREEZABLE = ("backbone", "grouping", "adapter")  # LoraSettings.freeze (the SRH: `srh`)
 
 # modules_to_save entries (peft matches them with str.endswith; see the module docstring).
 _ALWAYS_SAVED = ["grouping.proj", "adapter.to_25hz"]
@@ -89,6 +90,12 @@ def lora_config(settings: LoraSettings) -> LoraConfig:
         raise ValueError(f"LoraSettings.rank must be >= 1, got {settings.rank}.")
     if not 0.0 <= settings.dropout < 1.0:
         raise ValueError(f"LoraSettings.dropout must be in [0, 1), got {settings.dropout}.")
+    bad = set(settings.freeze) - set(FREEZABLE)
+    if bad:
+        raise ValueError(
+            f"LoraSettings.freeze names {sorted(bad)}; choose from {FREEZABLE} (the SRH is "
+            "frozen with srh='frozen')."
+        )
     return LoraConfig(
         r=settings.rank,
         lora_alpha=settings.alpha,
@@ -165,7 +172,16 @@ def apply_lora(
                 f"no module of {root} matches LoraSettings.target_modules "
                 f"{list(settings.target_modules)}; name modules of that architecture."
             )
+    freeze_parts(peft_model, settings.freeze)
     return peft_model
+
+
+def freeze_parts(peft_model: PeftModel, parts: list[str]) -> None:
+    """Stop ``parts`` (see ``FREEZABLE``) from training: their LoRA matrices and module copies
+    keep their initial values, so the adapter leaves those parts as the base model has them."""
+    for name, param in peft_model.named_parameters():
+        if _part_of(name) in parts:
+            param.requires_grad_(False)
 
 
 # ---------------------------------------------------------------------------- reporting
@@ -290,6 +306,7 @@ __all__ = [
     "add_adapter",
     "adapter_state_keys",
     "apply_lora",
+    "freeze_parts",
     "load_adapter",
     "lora_config",
     "lora_target_regex",

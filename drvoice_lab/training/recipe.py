@@ -84,6 +84,9 @@ class LoraSettings:
         ]
     )
     srh: str = "full"  # "full" (train the SRH) | "lora" | "frozen"
+    # parts whose adapter weights stay as initialised: "backbone" (its LoRA), "grouping" (W_g),
+    # "adapter" (user-speech adapter); the SRH is chosen by `srh`
+    freeze: list[str] = field(default_factory=list)
 
 
 @dataclass
