@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import csv
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 
@@ -94,13 +92,6 @@ def plot_attention(attention, segments: list[tuple[str, int, int]], layers=None)
         ax.set_ylabel("query position")
     fig.tight_layout()
     return fig
-
-
-def latest_rows(path: str | Path) -> list[dict]:
-    """The last run's rows of a benchmark CSV (rows sharing the last date)."""
-    with Path(path).open() as handle:
-        rows = list(csv.DictReader(handle))
-    return [r for r in rows if rows and r["date"] == rows[-1]["date"]]
 
 
 def plot_cost_vs_k(rows: list[dict], seconds: float = 30.0):
