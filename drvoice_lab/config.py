@@ -128,6 +128,8 @@ class DrVoiceConfig(PretrainedConfig):
             codebook + 2 if speech_eos_token_id is None else speech_eos_token_id
         )
         self.srh_config = _as_config(srh_config, "qwen2")
+        if speech_head == "parallel":  # the config says what is built: no SRH layers
+            self.srh_config = without_layers(self.srh_config)
         self.srh_config.vocab_size = self.speech_vocab_size
         self.text_pad_token_id = text_pad_token_id
         self.text_eos_token_id = text_eos_token_id
@@ -245,6 +247,15 @@ class DrVoiceConfig(PretrainedConfig):
             if isinstance(value, PretrainedConfig):
                 out[key] = value.to_dict()
         return out
+
+
+def without_layers(config: PretrainedConfig) -> PretrainedConfig:
+    """A copy of a decoder config with no transformer layers (embedding and final norm only)."""
+    config = copy.deepcopy(config)
+    config.num_hidden_layers = 0
+    if getattr(config, "layer_types", None) is not None:
+        config.layer_types = []
+    return config
 
 
 def preset_names() -> list[str]:

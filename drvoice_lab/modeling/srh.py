@@ -14,12 +14,12 @@ input, so the k tokens of a group are predicted independently from h_t alone.
 
 from __future__ import annotations
 
-import copy
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import AutoModel, Cache, PretrainedConfig, PreTrainedModel
+
+from drvoice_lab.config import without_layers
 
 
 class SpeechRefinedHead(nn.Module):
@@ -38,7 +38,7 @@ class SpeechRefinedHead(nn.Module):
         if parallel and transformer is not None:
             raise ValueError("the parallel-heads ablation has no SRH transformer to load")
         self.transformer = transformer or AutoModel.from_config(
-            _without_layers(srh_config) if parallel else srh_config
+            without_layers(srh_config) if parallel else srh_config
         )
         embed_dim = srh_config.hidden_size
         self.ungroup = nn.Linear(hidden_size, k * embed_dim)  # W_p
@@ -127,12 +127,3 @@ class SpeechRefinedHead(nn.Module):
         if not self.parallel:
             inputs = substates + self.speech_embedding(prev_tokens)  # (B, L, d_s)
         return self.logits(self.states(inputs, attention_mask, cache))  # (B, L, V_s)
-
-
-def _without_layers(config: PretrainedConfig) -> PretrainedConfig:
-    """A copy of ``config`` with no transformer layers (embedding and final norm only)."""
-    config = copy.deepcopy(config)
-    config.num_hidden_layers = 0
-    if getattr(config, "layer_types", None) is not None:
-        config.layer_types = []
-    return config
