@@ -71,6 +71,7 @@ class LiveLoss:
                 ax.plot(*zip(*points, strict=True), style, label=label)
         ax.set_xlabel("step")
         ax.set_ylabel("loss (text + speech)")
+        ax.set_yscale("log")  # from ~15 nats at the start to below 1
         ax.legend()
         self.handle.update(self.fig)
 
