@@ -41,24 +41,22 @@ class WhisperASR:
             cpu_threads=threads,
         )
 
-    def transcribe(self, wav16k: np.ndarray) -> str:
+    def _segments(self, wav16k: np.ndarray, word_timestamps: bool = False):
         segments, _ = self.model.transcribe(
             np.asarray(wav16k, dtype=np.float32),
             language="en",
             beam_size=1,
             condition_on_previous_text=False,
+            word_timestamps=word_timestamps,
         )
-        return " ".join(s.text.strip() for s in segments).strip()
+        return segments
+
+    def transcribe(self, wav16k: np.ndarray) -> str:
+        return " ".join(s.text.strip() for s in self._segments(wav16k)).strip()
 
     def words(self, wav16k: np.ndarray) -> list[tuple[str, float, float]]:
         """(word, start s, end s) for each recognised word (Whisper's word timestamps)."""
-        segments, _ = self.model.transcribe(
-            np.asarray(wav16k, dtype=np.float32),
-            language="en",
-            beam_size=1,
-            condition_on_previous_text=False,
-            word_timestamps=True,
-        )
+        segments = self._segments(wav16k, word_timestamps=True)
         return [
             (w.word.strip().strip(".,?!").lower(), w.start, w.end)
             for s in segments

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -114,8 +115,6 @@ def train_adapter(
     progress: bool = True,
 ) -> Path:
     """Train a LoRA adapter from scratch into ``out`` (replaced); returns the adapter folder."""
-    import shutil
-
     from drvoice_lab.training.loop import Trainer
 
     out = Path(out)
