@@ -260,13 +260,20 @@ def test_finished_run_exports_merges_and_chats(run_setup):
         load_checkpoint(final, adapter=root)
 
 
-def test_ctc_align_stage_trains_only_the_speech_adapter(run_setup, tmp_path):
+@pytest.mark.parametrize(
+    "objective, trained_prefix",
+    # ctc_align's head reads the 25 Hz features; ctc_embed reads the grouped 5 Hz output
+    [("ctc_align", "adapter.to_25hz."), ("ctc_embed", "adapter.")],
+)
+def test_ctc_align_stage_trains_only_the_speech_adapter(
+    run_setup, tmp_path, objective, trained_prefix
+):
     from drvoice_lab.inference.pipeline import load_checkpoint
 
     root, recipe_path, env = run_setup
     recipe = yaml.safe_load(recipe_path.read_text())
     recipe["stages"] = [
-        {"name": "align", "objective": "ctc_align", "steps": 6, "lr": 5e-3},
+        {"name": "align", "objective": objective, "steps": 6, "lr": 5e-3},
         {"name": "merge", "merge_alpha": 1.0},  # exports after a no-op stage
     ]
     path = tmp_path / "ctc.yaml"
@@ -285,7 +292,7 @@ def test_ctc_align_stage_trains_only_the_speech_adapter(run_setup, tmp_path):
     fresh = DrVoiceModel(trained.config)
     for name, p in trained.named_parameters():
         same = torch.equal(p, dict(fresh.named_parameters())[name])
-        assert same != name.startswith("adapter.to_25hz."), name  # the CTC head's input
+        assert same != name.startswith(trained_prefix), name  # the CTC head's input
 
     with pytest.raises(ValueError, match="objective"):
         Recipe.from_dict({**recipe, "stages": [{"name": "x", "objective": "asr", "steps": 1}]})

@@ -291,8 +291,8 @@ class Trainer:
                     )
                 position.update(stage=index + 1, stage_step=0)
                 continue
-            ctc = stage.objective == "ctc_align"
-            trainee = self._aligner(index) if ctc else self.model
+            ctc = stage.objective in ("ctc_align", "ctc_embed")
+            trainee = self._aligner(index, stage.objective) if ctc else self.model
             if ctc:  # the adapter (shared with the model) and a throw-away CTC head
                 set_trainable(self.model, ["adapter"])
                 params = list(trainee.parameters())
@@ -386,10 +386,10 @@ class Trainer:
         reduced = acc.reduce(torch.tensor(list(totals.values()), device=acc.device), "mean")
         return {k: round(float(v), 6) for k, v in zip(totals, reduced, strict=True)}
 
-    def _aligner(self, stage_index: int):
+    def _aligner(self, stage_index: int, objective: str):
         """CTC head over the model's adapter; its initialisation depends only on the seed and
-        the stage, so a resumed run rebuilds the same head."""
-        from drvoice_lab.training.align import CTCAligner
+        the stage (and the model, for ``ctc_embed``), so a resumed run rebuilds the same head."""
+        from drvoice_lab.training.align import CTCAligner, EmbeddingCTCAligner
 
         if self._utterances is None:
             from drvoice_lab.training.data import UtteranceBatches
@@ -400,6 +400,8 @@ class Trainer:
             )
         with torch.random.fork_rng():
             torch.manual_seed(self.recipe.seed * 1000 + stage_index)
+            if objective == "ctc_embed":
+                return EmbeddingCTCAligner(self.model)
             return CTCAligner(self.model.adapter, self.config.text_vocab_size)
 
     def _ctc_step(self, aligner, optimizer, stage: Stage, micro_batch: int) -> dict:

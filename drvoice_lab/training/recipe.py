@@ -24,7 +24,7 @@ from drvoice_lab.config import PRESETS
 from drvoice_lab.data.com import MODES
 
 TRAINABLE_PARTS = ("backbone", "srh", "grouping", "adapter")
-OBJECTIVES = ("lm", "ctc_align")
+OBJECTIVES = ("lm", "ctc_align", "ctc_embed")
 
 
 @dataclass
@@ -39,7 +39,8 @@ class Stage:
     train: list[str] = field(default_factory=lambda: list(TRAINABLE_PARTS))
     merge_alpha: float | None = None  # set -> a Core-Cocktail merge stage, no training
     # "lm": the model's own loss on CoM-formatted dialogues; "ctc_align": CTC from the speech
-    # adapter to user transcripts (drvoice_lab.training.align; modes/train are unused)
+    # adapter to user transcripts (drvoice_lab.training.align; modes/train are unused);
+    # "ctc_embed": CTC at 5 Hz from the adapter's output to the backbone's text embeddings
     objective: str = "lm"
 
     @property
