@@ -97,8 +97,9 @@ class EmbeddingCTCAligner(nn.Module):
     scaled cosines between the latter and every ``E[t] + G(pad)``; CTC's blank is the plain pad
     position ``E[pad] + G(pad)``. Cosines are taken about the mean text input, which every
     target shares (``G(pad)`` is in all of them) and which would otherwise make them all alike.
-    A second term keeps the speech inputs at the RMS of the text inputs, which cosines leave free. Only the adapter (and the scale) train: the targets
-    are a frozen copy of what the backbone reads.
+    A second term keeps the speech inputs at the RMS of the text inputs, which cosines leave
+    free. The pad token is masked out of the targets (its input *is* the blank). Only the
+    adapter (and the scale) train: the targets are a frozen copy of what the backbone reads.
     """
 
     def __init__(self, model: DrVoiceModel, norm_weight: float = 1.0) -> None:
