@@ -5,32 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import micro_config
 
-from drvoice_lab.config import DrVoiceConfig
 from drvoice_lab.modeling import DrVoiceModel
 from drvoice_lab.training.align import EmbeddingCTCAligner
 
-TOY_MODEL = {
-    "backbone_config": {
-        "model_type": "qwen2",
-        "hidden_size": 32,
-        "num_hidden_layers": 1,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "intermediate_size": 64,
-        "vocab_size": 64,
-        "tie_word_embeddings": True,
-    },
-    "srh_config": {
-        "model_type": "qwen2",
-        "hidden_size": 16,
-        "num_hidden_layers": 1,
-        "num_attention_heads": 2,
-        "num_key_value_heads": 1,
-        "intermediate_size": 32,
-    },
-}
-WORDS = list(range(10, 18))  # the toy language's token ids
+WORDS = list(range(10, 18))  # the toy language's token ids (micro vocabulary: 64)
 
 
 def toy_utterances(n: int, model: DrVoiceModel, generator: torch.Generator):
@@ -65,7 +45,7 @@ def toy_utterances(n: int, model: DrVoiceModel, generator: torch.Generator):
 @pytest.fixture(scope="module")
 def trained():
     torch.manual_seed(0)
-    model = DrVoiceModel(DrVoiceConfig.from_preset("tiny", **TOY_MODEL))
+    model = DrVoiceModel(micro_config())
     aligner = EmbeddingCTCAligner(model)
     optimizer = torch.optim.Adam(aligner.parameters(), lr=3e-3)
     generator = torch.Generator().manual_seed(1)

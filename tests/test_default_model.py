@@ -22,12 +22,11 @@ from drvoice_lab.inference.pipeline import VoiceChat, default_checkpoint
 
 PROBES = 30
 # Measured on the committed model (see its README.md); a change that drops below these fails.
-# Typed questions are answered; spoken ones are not yet (the model picks up the question's
-# template from speech, not its content words), so for spoken input only token F1 is guarded.
-# Committed model on 60 test_voice dialogues: T2T 71.7 %, T2M 66.7 % exact match; S2T/S2M
-# token F1 60.5 % / 57.2 % (exact match 1.7 % / 0 %).
-REGRESSION_FLOOR = {"T2T": 0.5, "T2M": 0.45}
-SPOKEN_TOKEN_F1_FLOOR = 0.45
+# Committed model on these 30 probes: exact match T2T 80 %, T2M 63 %, S2T 50 %, S2M 33 %;
+# spoken token F1 0.86 (S2T) / 0.83 (S2M). On 60 test_voice dialogues (model card): T2T 76.7 %,
+# T2M 75 %, S2T 46.7 %, S2M 38.3 %. The floors leave room for espeak's run-to-run jitter.
+REGRESSION_FLOOR = {"T2T": 0.6, "T2M": 0.45, "S2T": 0.3, "S2M": 0.2}
+SPOKEN_TOKEN_F1_FLOOR = 0.7
 ISSUE_TARGET = 0.8  # issue 5: exact match on held-out spoken questions, S2T and S2M
 
 
@@ -66,7 +65,7 @@ def test_probes_are_new_wording_in_new_voices(probe, training_plan):
 
 
 @pytest.mark.parametrize("mode", sorted(REGRESSION_FLOOR))
-def test_default_model_answers_held_out_typed_questions(probe, training_plan, mode):
+def test_default_model_keeps_its_exact_match(probe, training_plan, mode):
     known = _known_items(probe[1], training_plan, mode)
     accuracy = np.mean([i["exact"] for i in known])
     wrong = [(i["reference"], i["answer"]) for i in known if not i["exact"]][:5]
@@ -74,7 +73,7 @@ def test_default_model_answers_held_out_typed_questions(probe, training_plan, mo
 
 
 @pytest.mark.parametrize("mode", ["S2T", "S2M"])
-def test_default_model_hears_the_question_template(probe, training_plan, mode):
+def test_default_model_keeps_its_spoken_token_f1(probe, training_plan, mode):
     known = _known_items(probe[1], training_plan, mode)
     assert np.mean([i["f1"] for i in known]) >= SPOKEN_TOKEN_F1_FLOOR
 

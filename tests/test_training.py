@@ -44,8 +44,9 @@ MICRO_MODEL = {
 def test_presets_load_and_bad_recipes_are_explained(tmp_path):
     tiny = load_recipe("tiny")
     assert tiny.preset == "tiny" and [s.name for s in tiny.stages] == [
-        "text_pretrain", "align", "srh_pretrain", "post_train"]  # fmt: skip
-    assert tiny.stages[1].objective == "ctc_align" and tiny.stages[2].modes == {"T2M": 1}
+        "text_pretrain", "align", "embed_align", "srh_pretrain", "post_train"]  # fmt: skip
+    assert [s.objective for s in tiny.stages[1:3]] == ["ctc_align", "ctc_embed"]
+    assert tiny.stages[3].modes == {"T2M": 1}
     assert load_recipe("7b").stages[2].merge_alpha == 0.5
     with pytest.raises(ValueError, match="no recipe file"):
         load_recipe("nope")
