@@ -97,7 +97,7 @@ def test_spoken_question_gets_text_and_matching_speech(server, questions):
     client = Client(server, verbose=False)
     asr = WhisperASR()
     texts, heard = [], []
-    for path, _question in questions[:3]:
+    for path, _question in questions:
         out = ask(client, path)
         text = answer_text(out)
         wav, rate = sf.read(out["audio"], dtype="float32")
@@ -106,9 +106,11 @@ def test_spoken_question_gets_text_and_matching_speech(server, questions):
         assert 'id="timeline"' in out["timeline"] and "25 Hz tokens" in out["timeline"]
         texts.append(text)
         heard.append(asr.transcribe(_to_16k(wav, rate)))
-    # What Whisper hears in the spoken answer is what the text channel wrote (the default
-    # model's S2M speech-text WER is 26 % on 60 held-out dialogues).
-    assert word_error_rate(heard, texts) <= 0.4, list(zip(texts, heard, strict=True))
+    # What Whisper hears in the spoken answer is what the text channel wrote. The default
+    # model's S2M speech-text WER is 31 % on 60 held-out dialogues, with a wide spread over 4
+    # answers: the bound catches a missing or mismatched audio stream (~100 %), while
+    # tests/test_default_model.py tracks the model's own consistency.
+    assert word_error_rate(heard, texts) <= 0.5, list(zip(texts, heard, strict=True))
 
 
 def _to_16k(wav: np.ndarray, rate: int) -> np.ndarray:
