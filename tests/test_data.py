@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -21,6 +22,7 @@ from drvoice_lab.data.corpus import (
     load_utterance,
     plan_dialogues,
     question_is_heldout,
+    text_world_dialogues,
 )
 from drvoice_lab.data.tasks import FAMILIES, QA, number_words
 from drvoice_lab.data.text_tokenizer import TextTokenizer
@@ -137,6 +139,23 @@ def test_corpus_build_is_deterministic_and_resumable(tmp_path):
     assert {p: p.stat().st_mtime_ns for p in (a / "audio").iterdir()} == mtimes
     tok = TextTokenizer.load(a / "text_tokenizer.json")
     assert tok.decode(tok.encode(dialogues[0].turns[0].answer)) == dialogues[0].turns[0].answer
+
+
+def test_text_world_draws_fresh_training_dialogues_under_the_heldout_rule(tmp_path):
+    config = CorpusConfig(num_dialogues=400, seed=5)
+    with pytest.raises(ValueError, match="data build"):
+        text_world_dialogues(tmp_path, 10)
+    (tmp_path / "manifest.json").write_text(json.dumps({"config": asdict(config)}))
+    world = text_world_dialogues(tmp_path, 2000, seed=1)
+    assert len(world) == 2000 and {d.split for d in world} == {"train"}
+    assert _plan(world) == _plan(text_world_dialogues(tmp_path, 2000, seed=1))
+    assert _plan(world) != _plan(text_world_dialogues(tmp_path, 2000, seed=2))
+    corpus = plan_dialogues(config)
+    tested = {d.turns[-1].question for d in corpus if d.split != "train"}
+    asked = {t.question for d in world for t in d.turns}
+    assert tested and not tested & asked  # the test questions stay held out
+    assert len(asked - {t.question for d in corpus for t in d.turns}) > 100  # a new draw
+    assert {t.family for d in world for t in d.turns} == set(config.families)
 
 
 @pytest.fixture(scope="module")

@@ -54,6 +54,9 @@ def test_presets_load_and_bad_recipes_are_explained(tmp_path):
     bad.write_text("preset: tiny\nstages: [{name: a, steps: 2, modes: {X2Y: 1}}]\n")
     with pytest.raises(ValueError, match="unknown CoM modes"):
         load_recipe(str(bad))
+    bad.write_text("preset: tiny\nstages: [{name: a, steps: 2, data: text_world}]\n")
+    with pytest.raises(ValueError, match="text-only modes"):  # the default mode is S2M
+        load_recipe(str(bad))
     bad.write_text("preset: tiny\nbatchsize: 3\nstages: [{name: a, steps: 2}]\n")
     with pytest.raises(ValueError, match="unknown recipe keys.*batchsize"):
         load_recipe(str(bad))
@@ -259,6 +262,30 @@ def test_finished_run_exports_merges_and_chats(run_setup):
     assert "Traceback" not in done.stderr
     with pytest.raises(CheckpointError, match="not a LoRA adapter"):
         load_checkpoint(final, adapter=root)
+
+
+def test_text_world_stage_trains_the_backbone_on_fresh_text(run_setup, tmp_path):
+    from drvoice_lab.inference.pipeline import load_checkpoint
+    from drvoice_lab.modeling import DrVoiceModel
+
+    root, recipe_path, env = run_setup
+    recipe = yaml.safe_load(recipe_path.read_text())
+    stage = {"modes": {"T2T": 1}, "train": ["backbone"], "steps": 4, "lr": 1e-2}
+    recipe["stages"] = [{"name": "text", "data": "text_world", **stage}]
+    path = tmp_path / "text.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    _train(path, tmp_path / "world", env)
+    recipe["stages"] = [{"name": "text", **stage}]
+    path.write_text(yaml.safe_dump(recipe))
+    _train(path, tmp_path / "corpus", env)
+    # the 16-dialogue corpus and the drawn world give different batches, hence curves
+    assert _curve(tmp_path / "world") != _curve(tmp_path / "corpus")
+
+    trained, _ = load_checkpoint(tmp_path / "world" / "final")
+    torch.manual_seed(recipe["seed"])
+    fresh = dict(DrVoiceModel(trained.config).named_parameters())
+    for name, p in trained.named_parameters():
+        assert torch.equal(p, fresh[name]) != name.startswith("backbone."), name
 
 
 @pytest.mark.parametrize(

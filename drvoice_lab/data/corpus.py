@@ -23,7 +23,7 @@ import os
 import random
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -147,6 +147,26 @@ def plan_dialogues(config: CorpusConfig) -> list[Dialogue]:
             )
         dialogues.append(Dialogue(id=f"d{index:06d}", split=split, turns=turns))
     return dialogues
+
+
+def text_world_dialogues(corpus_dir: str | Path, count: int, seed: int = 0) -> list[Dialogue]:
+    """``count`` fresh text-only training dialogues from a corpus's task world: its families,
+    turn counts and held-out rule, drawn anew (audio paths are planned, never synthesized).
+    A language model learns facts from many phrasings and contexts, not from one corpus's few
+    thousand sentences; this is the text side of that, for text-only (T2T) stages."""
+    manifest = Path(corpus_dir) / "manifest.json"
+    if not manifest.exists():
+        raise ValueError(f"no corpus manifest at {manifest}: run `drvoice-lab data build` first")
+    raw = json.loads(manifest.read_text())["config"]
+    config = CorpusConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+    config = replace(
+        config,
+        num_dialogues=count,
+        heldout_voice_fraction=0.0,  # every dialogue a training one: no held-out question
+        heldout_question_fraction=0.0,
+        seed=1_000_003 * (config.seed + 1) + seed,  # a draw the corpus itself never made
+    )
+    return plan_dialogues(config)
 
 
 def _synthesize_one(job: tuple[str, str, str]) -> tuple[str, float]:

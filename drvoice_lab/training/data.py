@@ -119,8 +119,9 @@ class DialogueBatches:
         tokenizer: TextTokenizer,
         features: FeatureStore,
         seed: int = 0,
+        dialogues: list[Dialogue] | None = None,  # instead of the split's (text-only world)
     ) -> None:
-        self.dialogues = load_dialogues(corpus_dir, split)
+        self.dialogues = load_dialogues(corpus_dir, split) if dialogues is None else dialogues
         if not self.dialogues:
             raise ValueError(f"split {split!r} of {corpus_dir} has no dialogues")
         self.config, self.tokenizer, self.features = config, tokenizer, features

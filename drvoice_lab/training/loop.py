@@ -169,6 +169,7 @@ class Trainer:
         self.on_log = on_log
         self._tensorboard = None
         self._utterances = None  # user utterances for CTC alignment stages, built on demand
+        self._text_world: dict[int, DialogueBatches] = {}  # per text_world stage, on demand
 
     # ------------------------------------------------------------------ helpers
     def _fresh_model(self):
@@ -309,8 +310,13 @@ class Trainer:
             model.train()
             for step in range(first_step, stage.steps):
                 t0 = time.perf_counter()
-                step_fn = self._ctc_step if ctc else self._optimizer_step
-                losses = step_fn(model, optimizer, stage, position["micro_batch"])
+                if ctc:
+                    losses = self._ctc_step(model, optimizer, stage, position["micro_batch"])
+                else:
+                    data = self._stage_data(index, stage)
+                    losses = self._optimizer_step(
+                        model, optimizer, stage, position["micro_batch"], data
+                    )
                 scheduler.step()
                 position["micro_batch"] += recipe.grad_accum
                 position["global_step"] += 1
@@ -360,11 +366,37 @@ class Trainer:
         bar.close()
         return self._export(position)
 
-    def _optimizer_step(self, model, optimizer, stage: Stage, micro_batch: int) -> dict:
+    def _stage_data(self, stage_index: int, stage: Stage) -> DialogueBatches:
+        """The corpus's training dialogues, or for a ``text_world`` stage, enough fresh
+        text-only dialogues as the stage draws examples (a pure function of seed and stage)."""
+        if stage.data == "corpus":
+            return self.data.train
+        if stage_index not in self._text_world:
+            from drvoice_lab.data.corpus import text_world_dialogues
+
+            train = self.data.train
+            count = stage.steps * self.recipe.batch_size * self.recipe.grad_accum
+            dialogues = text_world_dialogues(
+                train.features.corpus, count, seed=self.recipe.seed * 1000 + stage_index
+            )
+            self._text_world[stage_index] = DialogueBatches(
+                train.features.corpus,
+                "train",
+                self.config,
+                self.data.tokenizer,
+                train.features,
+                self.recipe.seed,
+                dialogues=dialogues,
+            )
+        return self._text_world[stage_index]
+
+    def _optimizer_step(
+        self, model, optimizer, stage: Stage, micro_batch: int, data: DialogueBatches
+    ) -> dict:
         acc, recipe = self.accelerator, self.recipe
         totals = {"loss": 0.0, "text_loss": 0.0, "speech_loss": 0.0}
         for micro in range(recipe.grad_accum):
-            batch = self.data.train.batch(
+            batch = data.batch(
                 micro_batch + micro,
                 recipe.batch_size,
                 stage.modes,

@@ -25,6 +25,7 @@ from drvoice_lab.data.com import MODES
 
 TRAINABLE_PARTS = ("backbone", "srh", "grouping", "adapter")
 OBJECTIVES = ("lm", "ctc_align", "ctc_embed")
+DATA_SOURCES = ("corpus", "text_world")
 
 
 @dataclass
@@ -42,6 +43,9 @@ class Stage:
     # adapter to user transcripts (drvoice_lab.training.align; modes/train are unused);
     # "ctc_embed": CTC at 5 Hz from the adapter's output to the backbone's text embeddings
     objective: str = "lm"
+    # "corpus": the corpus's training dialogues; "text_world": fresh text-only dialogues drawn
+    # from the corpus's task world under its held-out rule (text-only modes: T2T)
+    data: str = "corpus"
 
     @property
     def is_merge(self) -> bool:
@@ -61,6 +65,14 @@ class Stage:
         unknown = set(self.modes) - set(MODES)
         if unknown:
             raise ValueError(f"stage {self.name}: unknown CoM modes {sorted(unknown)}")
+        if self.data not in DATA_SOURCES:
+            raise ValueError(f"stage {self.name}: data must be one of {DATA_SOURCES}")
+        speech = [m for m in self.modes if MODES[m].speech_in or MODES[m].speech_out]
+        if self.data == "text_world" and (speech or self.objective != "lm"):
+            raise ValueError(
+                f"stage {self.name}: data: text_world has no audio; use text-only modes (T2T) "
+                f"and the lm objective, not {speech or self.objective}"
+            )
         bad = set(self.train) - set(TRAINABLE_PARTS)
         if bad:
             raise ValueError(
