@@ -55,7 +55,7 @@ def test_presets_load_and_bad_recipes_are_explained(tmp_path):
     with pytest.raises(ValueError, match="unknown CoM modes"):
         load_recipe(str(bad))
     bad.write_text("preset: tiny\nstages: [{name: a, steps: 2, data: text_world}]\n")
-    with pytest.raises(ValueError, match="text-only modes"):  # the default mode is S2M
+    with pytest.raises(ValueError, match="feeds text-only modes"):  # the default mode is S2M
         load_recipe(str(bad))
     bad.write_text("preset: tiny\nbatchsize: 3\nstages: [{name: a, steps: 2}]\n")
     with pytest.raises(ValueError, match="unknown recipe keys.*batchsize"):
@@ -286,6 +286,26 @@ def test_text_world_stage_trains_the_backbone_on_fresh_text(run_setup, tmp_path)
     fresh = dict(DrVoiceModel(trained.config).named_parameters())
     for name, p in trained.named_parameters():
         assert torch.equal(p, fresh[name]) != name.startswith("backbone."), name
+
+    # In a mixed stage only the text-only examples come from the text world.
+    from drvoice_lab.data.corpus import text_world_dialogues
+    from drvoice_lab.training.data import DialogueBatches
+    from drvoice_lab.training.loop import prepare_run_data
+
+    data = prepare_run_data(Recipe.from_dict(recipe), progress=False)
+    world = text_world_dialogues(recipe["corpus"], 40)
+    train = data.train
+    batches = DialogueBatches(
+        recipe["corpus"], "train", train.config, data.tokenizer, train.features,
+        text_dialogues=world,
+    )  # fmt: skip
+    drawn = []
+    example = batches.example
+    batches.example = lambda d, mode: drawn.append((d, mode)) or example(d, mode)
+    batches.batch(0, 12, {"T2T": 1, "S2T": 1})
+    assert {mode for _, mode in drawn} == {"T2T", "S2T"}
+    for dialogue, mode in drawn:
+        assert any(dialogue is w for w in world) == (mode == "T2T")
 
 
 @pytest.mark.parametrize(

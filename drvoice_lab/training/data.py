@@ -119,9 +119,11 @@ class DialogueBatches:
         tokenizer: TextTokenizer,
         features: FeatureStore,
         seed: int = 0,
-        dialogues: list[Dialogue] | None = None,  # instead of the split's (text-only world)
+        text_dialogues: list[Dialogue] | None = None,
     ) -> None:
-        self.dialogues = load_dialogues(corpus_dir, split) if dialogues is None else dialogues
+        self.dialogues = load_dialogues(corpus_dir, split)
+        # examples in text-only modes (T2T) come from here when given (a stage's text world)
+        self.text_dialogues = text_dialogues
         if not self.dialogues:
             raise ValueError(f"split {split!r} of {corpus_dir} has no dialogues")
         self.config, self.tokenizer, self.features = config, tokenizer, features
@@ -168,7 +170,12 @@ class DialogueBatches:
         for i in range(rank, batch_size, world):
             position = micro_batch * batch_size + i
             mode = sample_mode(np.random.default_rng([self.seed, 1, position]), modes)
-            ex, f = self.example(self._dialogue_at(position), mode)
+            text_only = not (MODES[mode].speech_in or MODES[mode].speech_out)
+            if text_only and self.text_dialogues:
+                dialogue = self.text_dialogues[position % len(self.text_dialogues)]
+            else:
+                dialogue = self._dialogue_at(position)
+            ex, f = self.example(dialogue, mode)
             examples.append(ex)
             feats.append(f)
         return self.collate(examples, feats)

@@ -367,8 +367,9 @@ class Trainer:
         return self._export(position)
 
     def _stage_data(self, stage_index: int, stage: Stage) -> DialogueBatches:
-        """The corpus's training dialogues, or for a ``text_world`` stage, enough fresh
-        text-only dialogues as the stage draws examples (a pure function of seed and stage)."""
+        """The corpus's training dialogues; for a ``text_world`` stage, with fresh text-only
+        dialogues for its text-only modes, as many as the stage draws examples (a pure
+        function of seed and stage)."""
         if stage.data == "corpus":
             return self.data.train
         if stage_index not in self._text_world:
@@ -386,7 +387,7 @@ class Trainer:
                 self.data.tokenizer,
                 train.features,
                 self.recipe.seed,
-                dialogues=dialogues,
+                text_dialogues=dialogues,
             )
         return self._text_world[stage_index]
 

@@ -43,8 +43,9 @@ class Stage:
     # adapter to user transcripts (drvoice_lab.training.align; modes/train are unused);
     # "ctc_embed": CTC at 5 Hz from the adapter's output to the backbone's text embeddings
     objective: str = "lm"
-    # "corpus": the corpus's training dialogues; "text_world": fresh text-only dialogues drawn
-    # from the corpus's task world under its held-out rule (text-only modes: T2T)
+    # "corpus": the corpus's training dialogues; "text_world": the same, but examples in
+    # text-only modes (T2T) are fresh dialogues drawn from the corpus's task world under its
+    # held-out rule (drvoice_lab.data.corpus.text_world_dialogues)
     data: str = "corpus"
 
     @property
@@ -67,11 +68,11 @@ class Stage:
             raise ValueError(f"stage {self.name}: unknown CoM modes {sorted(unknown)}")
         if self.data not in DATA_SOURCES:
             raise ValueError(f"stage {self.name}: data must be one of {DATA_SOURCES}")
-        speech = [m for m in self.modes if MODES[m].speech_in or MODES[m].speech_out]
-        if self.data == "text_world" and (speech or self.objective != "lm"):
+        text_only = [m for m in self.modes if not (MODES[m].speech_in or MODES[m].speech_out)]
+        if self.data == "text_world" and (not text_only or self.objective != "lm"):
             raise ValueError(
-                f"stage {self.name}: data: text_world has no audio; use text-only modes (T2T) "
-                f"and the lm objective, not {speech or self.objective}"
+                f"stage {self.name}: data: text_world feeds text-only modes (T2T) with the lm "
+                f"objective; this stage has modes {sorted(self.modes)}, objective {self.objective}"
             )
         bad = set(self.train) - set(TRAINABLE_PARTS)
         if bad:
