@@ -107,10 +107,10 @@ def test_spoken_question_gets_text_and_matching_speech(server, questions):
         texts.append(text)
         heard.append(asr.transcribe(_to_16k(wav, rate)))
     # What Whisper hears in the spoken answer is what the text channel wrote. The default
-    # model's S2M speech-text WER is 31 % on 60 held-out dialogues, with a wide spread over 4
+    # model's S2M speech-text WER is 40 % on 60 held-out dialogues, with a wide spread over 4
     # answers: the bound catches a missing or mismatched audio stream (~100 %), while
     # tests/test_default_model.py tracks the model's own consistency.
-    assert word_error_rate(heard, texts) <= 0.5, list(zip(texts, heard, strict=True))
+    assert word_error_rate(heard, texts) <= 0.6, list(zip(texts, heard, strict=True))
 
 
 def _to_16k(wav: np.ndarray, rate: int) -> np.ndarray:

@@ -131,13 +131,14 @@ class DialogueBatches:
         self.collate = DrVoiceCollator(config, text_pad_id=tokenizer.pad_id)
         self._perms: dict[int, np.ndarray] = {}
 
-    def _dialogue_at(self, position: int) -> Dialogue:
-        epoch, offset = divmod(position, len(self.dialogues))
-        if epoch not in self._perms:
-            self._perms = {
-                epoch: np.random.default_rng([self.seed, epoch]).permutation(len(self.dialogues))
-            }
-        return self.dialogues[self._perms[epoch][offset]]
+    def _dialogue_at(self, position: int, text_world: bool = False) -> Dialogue:
+        pool = self.text_dialogues if text_world else self.dialogues
+        epoch, offset = divmod(position, len(pool))
+        if (text_world, epoch) not in self._perms:  # keep one epoch's order per pool
+            self._perms = {k: v for k, v in self._perms.items() if k[0] != text_world}
+            order = np.random.default_rng([self.seed, epoch]).permutation(len(pool))
+            self._perms[(text_world, epoch)] = order
+        return pool[self._perms[(text_world, epoch)][offset]]
 
     def example(self, dialogue: Dialogue, mode: str):
         spec = MODES[mode]
@@ -171,10 +172,8 @@ class DialogueBatches:
             position = micro_batch * batch_size + i
             mode = sample_mode(np.random.default_rng([self.seed, 1, position]), modes)
             text_only = not (MODES[mode].speech_in or MODES[mode].speech_out)
-            if text_only and self.text_dialogues:
-                dialogue = self.text_dialogues[position % len(self.text_dialogues)]
-            else:
-                dialogue = self._dialogue_at(position)
+            from_world = text_only and bool(self.text_dialogues)
+            dialogue = self._dialogue_at(position, text_world=from_world)
             ex, f = self.example(dialogue, mode)
             examples.append(ex)
             feats.append(f)
