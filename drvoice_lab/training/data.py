@@ -129,7 +129,7 @@ class DialogueBatches:
         self.config, self.tokenizer, self.features = config, tokenizer, features
         self.seed = seed
         self.collate = DrVoiceCollator(config, text_pad_id=tokenizer.pad_id)
-        self._perms: dict[int, np.ndarray] = {}
+        self._perms: dict[tuple[bool, int], np.ndarray] = {}  # (text world?, epoch) -> order
 
     def _dialogue_at(self, position: int, text_world: bool = False) -> Dialogue:
         pool = self.text_dialogues if text_world else self.dialogues
