@@ -289,16 +289,12 @@ def test_text_world_stage_trains_the_backbone_on_fresh_text(run_setup, tmp_path)
 
     # In a mixed stage only the text-only examples come from the text world.
     from drvoice_lab.data.corpus import text_world_dialogues
-    from drvoice_lab.training.data import DialogueBatches
     from drvoice_lab.training.loop import prepare_run_data
 
     data = prepare_run_data(Recipe.from_dict(recipe), progress=False)
     world = text_world_dialogues(recipe["corpus"], 40)
-    train = data.train
-    batches = DialogueBatches(
-        recipe["corpus"], "train", train.config, data.tokenizer, train.features,
-        text_dialogues=world,
-    )  # fmt: skip
+    batches = data.train.with_text_world(world)
+    assert data.train.text_dialogues is None  # the corpus's own batches are left as they were
     drawn = []
     example = batches.example
     batches.example = lambda d, mode: drawn.append((d, mode)) or example(d, mode)

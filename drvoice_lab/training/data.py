@@ -13,6 +13,7 @@ the micro-batch counter, and process ``r`` of ``w`` simply takes every w-th exam
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from pathlib import Path
 
@@ -119,17 +120,22 @@ class DialogueBatches:
         tokenizer: TextTokenizer,
         features: FeatureStore,
         seed: int = 0,
-        text_dialogues: list[Dialogue] | None = None,
     ) -> None:
         self.dialogues = load_dialogues(corpus_dir, split)
-        # examples in text-only modes (T2T) come from here when given (a stage's text world)
-        self.text_dialogues = text_dialogues
+        # examples in text-only modes (T2T) come from here when set (see with_text_world)
+        self.text_dialogues: list[Dialogue] | None = None
         if not self.dialogues:
             raise ValueError(f"split {split!r} of {corpus_dir} has no dialogues")
         self.config, self.tokenizer, self.features = config, tokenizer, features
         self.seed = seed
         self.collate = DrVoiceCollator(config, text_pad_id=tokenizer.pad_id)
         self._perms: dict[tuple[bool, int], np.ndarray] = {}  # (text world?, epoch) -> order
+
+    def with_text_world(self, dialogues: list[Dialogue]) -> DialogueBatches:
+        """The same batches, but text-only examples drawn from ``dialogues`` (a text world)."""
+        batches = copy.copy(self)
+        batches.text_dialogues, batches._perms = dialogues, {}
+        return batches
 
     def _dialogue_at(self, position: int, text_world: bool = False) -> Dialogue:
         pool = self.text_dialogues if text_world else self.dialogues

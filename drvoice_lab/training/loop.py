@@ -380,15 +380,7 @@ class Trainer:
             dialogues = text_world_dialogues(
                 train.features.corpus, count, seed=self.recipe.seed * 1000 + stage_index
             )
-            self._text_world[stage_index] = DialogueBatches(
-                train.features.corpus,
-                "train",
-                self.config,
-                self.data.tokenizer,
-                train.features,
-                self.recipe.seed,
-                text_dialogues=dialogues,
-            )
+            self._text_world[stage_index] = train.with_text_world(dialogues)
         return self._text_world[stage_index]
 
     def _optimizer_step(
