@@ -44,7 +44,8 @@ MICRO_MODEL = {
 def test_presets_load_and_bad_recipes_are_explained(tmp_path):
     tiny = load_recipe("tiny")
     assert tiny.preset == "tiny" and [s.name for s in tiny.stages] == [
-        "text_pretrain", "align", "embed_align", "srh_pretrain", "post_train"]  # fmt: skip
+        "text_pretrain", "align", "embed_align", "srh_pretrain", "post_train",
+        "speech_post_train"]  # fmt: skip
     assert [s.objective for s in tiny.stages[1:3]] == ["ctc_align", "ctc_embed"]
     assert tiny.stages[3].modes == {"T2M": 1}
     assert load_recipe("7b").stages[2].merge_alpha == 0.5
