@@ -58,6 +58,9 @@ def test_presets_load_and_bad_recipes_are_explained(tmp_path):
     bad.write_text("preset: tiny\nstages: [{name: a, steps: 2, data: text_world}]\n")
     with pytest.raises(ValueError, match="feeds text-only modes"):  # the default mode is S2M
         load_recipe(str(bad))
+    bad.write_text("preset: tiny\nstages: [{name: a, steps: 2, mix: bucket}]\n")
+    with pytest.raises(ValueError, match="mix must be one of"):
+        load_recipe(str(bad))
     bad.write_text("preset: tiny\nbatchsize: 3\nstages: [{name: a, steps: 2}]\n")
     with pytest.raises(ValueError, match="unknown recipe keys.*batchsize"):
         load_recipe(str(bad))
@@ -303,6 +306,30 @@ def test_text_world_stage_trains_the_backbone_on_fresh_text(run_setup, tmp_path)
     assert {mode for _, mode in drawn} == {"T2T", "S2T"}
     for dialogue, mode in drawn:
         assert any(dialogue is w for w in world) == (mode == "T2T")
+
+
+def test_batch_mix_gives_each_micro_batch_one_mode_on_every_rank(run_setup):
+    from drvoice_lab.training.loop import prepare_run_data
+
+    _, recipe_path, _ = run_setup
+    data = prepare_run_data(load_recipe(str(recipe_path)), progress=False).train
+    drawn = []
+    example = data.example
+    data.example = lambda d, mode: drawn.append(mode) or example(d, mode)
+    modes = {"S2M": 2, "T2M": 1, "S2T": 1, "STC": 1}
+
+    def modes_of(micro_batch: int, mix: str) -> set[str]:
+        """The modes of one global micro-batch of 6, drawn as two ranks' shares."""
+        drawn.clear()
+        for rank in (0, 1):
+            data.batch(micro_batch, 6, modes, rank, 2, mix=mix)
+        assert len(drawn) == 6
+        return set(drawn)
+
+    batch_mixed = [modes_of(m, "batch") for m in range(16)]
+    assert all(len(m) == 1 for m in batch_mixed)
+    assert len(set.union(*batch_mixed)) >= 3  # the batches still follow the stage's mix
+    assert any(len(modes_of(m, "example")) > 1 for m in range(4))  # the default mixes rows
 
 
 @pytest.mark.parametrize(

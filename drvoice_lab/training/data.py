@@ -171,12 +171,17 @@ class DialogueBatches:
         modes: dict[str, float],
         rank: int = 0,
         world: int = 1,
+        mix: str = "example",
     ) -> dict[str, torch.Tensor]:
-        """Global micro-batch ``micro_batch`` (``batch_size`` examples), this rank's share."""
+        """Global micro-batch ``micro_batch`` (``batch_size`` examples), this rank's share.
+
+        ``mix="example"``: each example draws its CoM mode; ``"batch"``: the whole micro-batch
+        (every rank's share) takes one mode drawn for it."""
         examples, feats = [], []
         for i in range(rank, batch_size, world):
             position = micro_batch * batch_size + i
-            mode = sample_mode(np.random.default_rng([self.seed, 1, position]), modes)
+            draw = [self.seed, 1, position] if mix == "example" else [self.seed, 3, micro_batch]
+            mode = sample_mode(np.random.default_rng(draw), modes)
             text_only = not (MODES[mode].speech_in or MODES[mode].speech_out)
             from_world = text_only and bool(self.text_dialogues)
             dialogue = self._dialogue_at(position, text_world=from_world)

@@ -395,6 +395,7 @@ class Trainer:
                 stage.modes,
                 acc.process_index,
                 acc.num_processes,
+                mix=stage.mix,
             )
             batch = {k: v.to(acc.device) for k, v in batch.items()}
             last = micro == recipe.grad_accum - 1

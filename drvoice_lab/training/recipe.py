@@ -26,6 +26,7 @@ from drvoice_lab.data.com import MODES
 TRAINABLE_PARTS = ("backbone", "srh", "grouping", "adapter")
 OBJECTIVES = ("lm", "ctc_align", "ctc_embed")
 DATA_SOURCES = ("corpus", "text_world")
+MIXES = ("example", "batch")
 
 
 @dataclass
@@ -47,6 +48,10 @@ class Stage:
     # text-only modes (T2T) are fresh dialogues drawn from the corpus's task world under its
     # held-out rule (drvoice_lab.data.corpus.text_world_dialogues)
     data: str = "corpus"
+    # "example": every example draws its own CoM mode; "batch": a micro-batch draws one mode
+    # for all its examples, so it is padded to that mode's lengths only (faster when the modes'
+    # lengths differ: STC's chained answers are the longest)
+    mix: str = "example"
 
     @property
     def is_merge(self) -> bool:
@@ -68,6 +73,8 @@ class Stage:
             raise ValueError(f"stage {self.name}: unknown CoM modes {sorted(unknown)}")
         if self.data not in DATA_SOURCES:
             raise ValueError(f"stage {self.name}: data must be one of {DATA_SOURCES}")
+        if self.mix not in MIXES:
+            raise ValueError(f"stage {self.name}: mix must be one of {MIXES}")
         text_only = [m for m in self.modes if not (MODES[m].speech_in or MODES[m].speech_out)]
         if self.data == "text_world" and (not text_only or self.objective != "lm"):
             raise ValueError(
