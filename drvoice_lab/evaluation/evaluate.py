@@ -7,7 +7,11 @@ their speech tokens) and the model answers the last turn in each requested mode.
 * speech-out modes: ASR-WER of the detokenized spoken answer against the generated text
   (Whisper tiny.en through faster-whisper) - does the model say what it writes?
 * the floor for that number: the speech tokenizer's own round trip (encode -> decode -> ASR)
-  of the reference answers, in the same voice, on the same items.
+  of the reference answers, in the same voice, on the same items;
+* between the two, the teacher-forced speech: the reference answers (typed question, T2M)
+  fed through the model token by token, each speech token its greedy guess given the
+  reference before it. Above the floor it is what the model predicts wrong; the free-running
+  WER above it is what the model's own slips add once they are fed back (exposure bias).
 """
 
 from __future__ import annotations
@@ -18,9 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
-from drvoice_lab.data.com import MODES, TurnInput
+from drvoice_lab.data.com import MODES, TurnInput, format_dialogue
 from drvoice_lab.data.corpus import load_dialogues, load_utterance
 from drvoice_lab.evaluation.metrics import exact_match, token_f1, word_error_rate
 
@@ -135,6 +140,7 @@ def evaluate(
         report["tokenizer_floor"] = tokenizer_floor(
             chat.speech_tokenizer, corpus_dir, dialogues, asr
         )
+        report["teacher_forced"] = teacher_forced(chat, corpus_dir, dialogues, asr)
     report.update(split=split, dialogues=len(dialogues), items=[vars(i) for i in items])
     return report
 
@@ -197,6 +203,34 @@ def tokenizer_floor(speech_tokenizer, corpus_dir, dialogues, asr: WhisperASR) ->
     }
 
 
+@torch.no_grad()
+def teacher_forced(chat, corpus_dir, dialogues, asr: WhisperASR) -> dict:
+    """ASR-WER (against the reference text) and token accuracy of the speech the model predicts
+    for each last turn's reference answer when fed the reference itself (T2M, no history)."""
+    k, speech = chat.config.group_size, chat.speech_tokenizer
+    refs, heard, correct, total = [], [], 0, 0
+    for dialogue in dialogues:
+        turn = dialogue.turns[-1]
+        tokens = speech.encode(load_utterance(corpus_dir, turn.assistant_audio))
+        example = format_dialogue(
+            [TurnInput(turn.question, turn.answer, answer_speech=tokens)],
+            "T2M",
+            chat.config,
+            chat.tokenizer,
+        )
+        batch = chat.collate([example])
+        logits = chat.model(**batch).speech_logits[0]  # ((N-1)*k, V_s): groups 1..N-1
+        labels = batch["speech_labels"][0, k:]
+        spoken = (labels >= 0) & (labels < speech.vocab_size)  # the answer's tokens, no eos
+        guess = logits.argmax(-1)[spoken]
+        correct += int((guess == labels[spoken]).sum())
+        total += int(spoken.sum())
+        said = guess[guess < speech.vocab_size]  # like the pipeline, specials are not audio
+        refs.append(turn.answer)
+        heard.append(asr.transcribe(speech.decode(said.numpy())) if len(said) else "")
+    return {"wer": word_error_rate(heard, refs), "token_accuracy": correct / total, "n": len(refs)}
+
+
 def markdown_table(report: dict) -> str:
     lines = [
         f"Split `{report['split']}`, {report['dialogues']} dialogues.",
@@ -217,6 +251,14 @@ def markdown_table(report: dict) -> str:
             f"Speech tokenizer floor on the same answers: round-trip WER "
             f"{100 * floor['round_trip_wer']:.1f} % (original audio "
             f"{100 * floor['original_wer']:.1f} %, n = {floor['n']}).",
+        ]
+    if "teacher_forced" in report:
+        forced = report["teacher_forced"]
+        lines += [
+            "",
+            f"Teacher-forced speech on the reference answers (T2M, nothing of its own fed "
+            f"back): WER {100 * forced['wer']:.1f} %, token accuracy "
+            f"{100 * forced['token_accuracy']:.1f} % (n = {forced['n']}).",
         ]
     lines += ["", "| mode, user voice | n | exact match | speech-text WER |", "|---|---|---|---|"]
     for key, s in report["voices"].items():

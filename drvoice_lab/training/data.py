@@ -14,6 +14,7 @@ the micro-batch counter, and process ``r`` of ``w`` simply takes every w-th exam
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from tqdm.auto import tqdm
 
 from drvoice_lab.config import DrVoiceConfig
 from drvoice_lab.data.collator import DrVoiceCollator
-from drvoice_lab.data.com import MODES, TurnInput, format_dialogue, sample_mode
+from drvoice_lab.data.com import MODES, Example, TurnInput, format_dialogue, sample_mode
 from drvoice_lab.data.corpus import Dialogue, load_dialogues, load_utterance
 from drvoice_lab.data.text_tokenizer import TextTokenizer
 
@@ -172,11 +173,13 @@ class DialogueBatches:
         rank: int = 0,
         world: int = 1,
         mix: str = "example",
+        speech_noise: float = 0.0,
     ) -> dict[str, torch.Tensor]:
         """Global micro-batch ``micro_batch`` (``batch_size`` examples), this rank's share.
 
         ``mix="example"``: each example draws its CoM mode; ``"batch"``: the whole micro-batch
-        (every rank's share) takes one mode drawn for it."""
+        (every rank's share) takes one mode drawn for it. ``speech_noise``: the fraction of
+        input speech tokens replaced by random ones (``corrupt_speech``)."""
         examples, feats = [], []
         for i in range(rank, batch_size, world):
             position = micro_batch * batch_size + i
@@ -186,9 +189,23 @@ class DialogueBatches:
             from_world = text_only and bool(self.text_dialogues)
             dialogue = self._dialogue_at(position, text_world=from_world)
             ex, f = self.example(dialogue, mode)
+            if speech_noise > 0:
+                rng = np.random.default_rng([self.seed, 5, position])
+                ex = corrupt_speech(ex, speech_noise, self.config.speech_codebook_size, rng)
             examples.append(ex)
             feats.append(f)
         return self.collate(examples, feats)
+
+
+def corrupt_speech(
+    example: Example, fraction: float, codebook: int, rng: np.random.Generator
+) -> Example:
+    """A copy of ``example`` whose input speech tokens (codebook ids; not pad/bos/eos) are each
+    replaced by a random codebook id with probability ``fraction``. The labels stay clean."""
+    ids = example.speech_ids.copy()  # (T,)
+    hit = (ids < codebook) & (rng.random(ids.shape) < fraction)
+    ids[hit] = rng.integers(0, codebook, int(hit.sum()))
+    return dataclasses.replace(example, speech_ids=ids)
 
 
 class UtteranceBatches:

@@ -21,6 +21,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs
 from safetensors.torch import load_file, save_file
@@ -38,6 +39,7 @@ from drvoice_lab.training.checkpoint import (
 )
 from drvoice_lab.training.data import DialogueBatches, FeatureStore
 from drvoice_lab.training.recipe import Recipe, Stage
+from drvoice_lab.training.scheduled_sampling import with_own_speech
 
 
 @dataclass
@@ -396,8 +398,17 @@ class Trainer:
                 acc.process_index,
                 acc.num_processes,
                 mix=stage.mix,
+                speech_noise=stage.speech_noise,
             )
             batch = {k: v.to(acc.device) for k, v in batch.items()}
+            if stage.scheduled_sampling > 0:
+                seed = [recipe.seed, 6, micro_batch + micro, acc.process_index]
+                state = np.random.SeedSequence(seed).generate_state(1)[0]
+                generator = torch.Generator().manual_seed(int(state))
+                with acc.autocast():
+                    batch = with_own_speech(
+                        acc.unwrap_model(model), batch, stage.scheduled_sampling, generator
+                    )
             last = micro == recipe.grad_accum - 1
             with nullcontext() if last else acc.no_sync(model), acc.autocast():
                 out = model(**batch)

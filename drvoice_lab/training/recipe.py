@@ -52,6 +52,13 @@ class Stage:
     # for all its examples, so it is padded to that mode's lengths only (faster when the modes'
     # lengths differ: STC's chained answers are the longest)
     mix: str = "example"
+    # fraction of the speech tokens fed back as inputs (grouping and SRH) replaced by random
+    # codebook tokens, the labels kept clean: meant to let the model recover from the slips
+    # that greedy decoding feeds back (exposure bias); see docs/experiments.md for how it did
+    speech_noise: float = 0.0
+    # fraction of those input tokens replaced by the model's own greedy predictions of them
+    # (scheduled sampling, drvoice_lab.training.scheduled_sampling; one extra forward pass)
+    scheduled_sampling: float = 0.0
 
     @property
     def is_merge(self) -> bool:
@@ -75,6 +82,9 @@ class Stage:
             raise ValueError(f"stage {self.name}: data must be one of {DATA_SOURCES}")
         if self.mix not in MIXES:
             raise ValueError(f"stage {self.name}: mix must be one of {MIXES}")
+        for name in ("speech_noise", "scheduled_sampling"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"stage {self.name}: {name} must be in [0, 1)")
         text_only = [m for m in self.modes if not (MODES[m].speech_in or MODES[m].speech_out)]
         if self.data == "text_world" and (not text_only or self.objective != "lm"):
             raise ValueError(
