@@ -41,7 +41,7 @@ test: setup
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 lint: setup
-	$(VENV)/bin/ruff check drvoice_lab kernels tests
+	$(VENV)/bin/ruff check .  # package, kernels, tests, notebooks, bench, demos, scripts
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
