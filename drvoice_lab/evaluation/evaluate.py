@@ -219,7 +219,9 @@ def teacher_forced(chat, corpus_dir, dialogues, asr: WhisperASR) -> dict:
             chat.tokenizer,
         )
         batch = chat.collate([example])
-        logits = chat.model(**batch).speech_logits[0]  # ((N-1)*k, V_s): groups 1..N-1
+        # without labels: a model on the fused kernels would skip the logits to take the loss
+        inputs = {key: v for key, v in batch.items() if not key.endswith("labels")}
+        logits = chat.model(**inputs).speech_logits[0]  # ((N-1)*k, V_s): groups 1..N-1
         labels = batch["speech_labels"][0, k:]
         spoken = (labels >= 0) & (labels < speech.vocab_size)  # the answer's tokens, no eos
         guess = logits.argmax(-1)[spoken]
