@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from drvoice_lab.data.com import MODES, TurnInput, format_dialogue
-from drvoice_lab.data.corpus import load_dialogues, load_utterance
+from drvoice_lab.data.corpus import Turn, load_dialogues, load_utterance
 from drvoice_lab.evaluation.metrics import exact_match, token_f1, word_error_rate
+from drvoice_lab.modeling.drvoice import greedy_speech
 
 DEFAULT_MODES = ("S2T", "S2M", "T2M", "T2T", "STC")
 
@@ -137,10 +137,9 @@ def evaluate(
     bar.close()
     report = summarize(items)
     if speech_out:
-        report["tokenizer_floor"] = tokenizer_floor(
-            chat.speech_tokenizer, corpus_dir, dialogues, asr
-        )
-        report["teacher_forced"] = teacher_forced(chat, corpus_dir, dialogues, asr)
+        references = reference_answers(chat.speech_tokenizer, corpus_dir, dialogues)
+        report["tokenizer_floor"] = tokenizer_floor(chat.speech_tokenizer, references, asr)
+        report["teacher_forced"] = teacher_forced(chat, references, asr)
     report.update(split=split, dialogues=len(dialogues), items=[vars(i) for i in items])
     return report
 
@@ -187,50 +186,57 @@ def summarize(items: list[Item]) -> dict:
     }
 
 
-def tokenizer_floor(speech_tokenizer, corpus_dir, dialogues, asr: WhisperASR) -> dict:
-    """ASR-WER of the reference answers after a tokenizer round trip, and of the originals."""
-    refs, round_trip, original = [], [], []
+@dataclass
+class Reference:
+    """A dialogue's last turn with its spoken reference answer: audio and speech tokens."""
+
+    turn: Turn
+    wav: np.ndarray  # 16 kHz
+    tokens: np.ndarray  # 25 Hz speech-token ids
+
+
+def reference_answers(speech_tokenizer, corpus_dir, dialogues) -> list[Reference]:
+    references = []
     for dialogue in dialogues:
         turn = dialogue.turns[-1]
         wav = load_utterance(corpus_dir, turn.assistant_audio)
-        refs.append(turn.answer)
-        original.append(asr.transcribe(wav))
-        round_trip.append(asr.transcribe(speech_tokenizer.decode(speech_tokenizer.encode(wav))))
+        references.append(Reference(turn, wav, speech_tokenizer.encode(wav)))
+    return references
+
+
+def tokenizer_floor(speech_tokenizer, references: list[Reference], asr: WhisperASR) -> dict:
+    """ASR-WER of the reference answers after a tokenizer round trip, and of the originals."""
+    texts = [r.turn.answer for r in references]
+    original = [asr.transcribe(r.wav) for r in references]
+    round_trip = [asr.transcribe(speech_tokenizer.decode(r.tokens)) for r in references]
     return {
-        "round_trip_wer": word_error_rate(round_trip, refs),
-        "original_wer": word_error_rate(original, refs),
-        "n": len(refs),
+        "round_trip_wer": word_error_rate(round_trip, texts),
+        "original_wer": word_error_rate(original, texts),
+        "n": len(references),
     }
 
 
-@torch.no_grad()
-def teacher_forced(chat, corpus_dir, dialogues, asr: WhisperASR) -> dict:
+def teacher_forced(chat, references: list[Reference], asr: WhisperASR) -> dict:
     """ASR-WER (against the reference text) and token accuracy of the speech the model predicts
-    for each last turn's reference answer when fed the reference itself (T2M, no history)."""
+    for each reference answer when fed the reference itself (T2M, no history)."""
     k, speech = chat.config.group_size, chat.speech_tokenizer
-    refs, heard, correct, total = [], [], 0, 0
-    for dialogue in dialogues:
-        turn = dialogue.turns[-1]
-        tokens = speech.encode(load_utterance(corpus_dir, turn.assistant_audio))
-        example = format_dialogue(
-            [TurnInput(turn.question, turn.answer, answer_speech=tokens)],
-            "T2M",
-            chat.config,
-            chat.tokenizer,
-        )
-        batch = chat.collate([example])
-        # without labels: a model on the fused kernels would skip the logits to take the loss
-        inputs = {key: v for key, v in batch.items() if not key.endswith("labels")}
-        logits = chat.model(**inputs).speech_logits[0]  # ((N-1)*k, V_s): groups 1..N-1
-        labels = batch["speech_labels"][0, k:]
+    heard, correct, total = [], 0, 0
+    for ref in references:
+        answer = TurnInput(ref.turn.question, ref.turn.answer, answer_speech=ref.tokens)
+        batch = chat.collate([format_dialogue([answer], "T2M", chat.config, chat.tokenizer)])
+        labels = batch["speech_labels"][0, k:]  # groups 1..N-1
         spoken = (labels >= 0) & (labels < speech.vocab_size)  # the answer's tokens, no eos
-        guess = logits.argmax(-1)[spoken]
+        guess = greedy_speech(chat.model, batch)[0][spoken]
         correct += int((guess == labels[spoken]).sum())
         total += int(spoken.sum())
         said = guess[guess < speech.vocab_size]  # like the pipeline, specials are not audio
-        refs.append(turn.answer)
         heard.append(asr.transcribe(speech.decode(said.numpy())) if len(said) else "")
-    return {"wer": word_error_rate(heard, refs), "token_accuracy": correct / total, "n": len(refs)}
+    texts = [r.turn.answer for r in references]
+    return {
+        "wer": word_error_rate(heard, texts),
+        "token_accuracy": correct / total,
+        "n": len(texts),
+    }
 
 
 def markdown_table(report: dict) -> str:

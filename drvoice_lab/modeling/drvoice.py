@@ -84,6 +84,15 @@ def masked_linear_cross_entropy(
     return fused_linear_cross_entropy(states, weight, labels, ignore_index=IGNORE_INDEX)
 
 
+@torch.no_grad()
+def greedy_speech(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Teacher-forced greedy speech: the (B, (N-1)*k) most likely tokens of groups 1..N-1 of
+    every row, each given the reference before it. Labels are dropped, so every row runs the
+    SRH and a model on the fused kernels still returns its logits."""
+    inputs = {key: v for key, v in batch.items() if key not in ("text_labels", "speech_labels")}
+    return model(**inputs).speech_logits.argmax(-1)
+
+
 class DrVoicePreTrainedModel(PreTrainedModel):
     config_class = DrVoiceConfig
     base_model_prefix = "drvoice"

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from drvoice_lab.modeling.drvoice import IGNORE_INDEX
+from drvoice_lab.modeling.drvoice import IGNORE_INDEX, greedy_speech
 
 
 @torch.no_grad()
@@ -29,9 +29,7 @@ def with_own_speech(
     spoken = (labels != IGNORE_INDEX) & (labels < cfg.speech_codebook_size)
     if not spoken.any():
         return batch  # text-out rows only: no speech is fed back
-    inputs = {key: v for key, v in batch.items() if key not in ("text_labels", "speech_labels")}
-    logits = model(**inputs).speech_logits  # (B, (N-1)*k, V_s), every row
-    own = logits.argmax(-1)
+    own = greedy_speech(model, batch)  # (B, (N-1)*k)
     pick = spoken & (torch.rand(spoken.shape, generator=generator) < fraction).to(spoken.device)
     speech_ids = batch["speech_ids"].clone()  # (B, N*k)
     speech_ids[:, k:] = torch.where(pick, own, speech_ids[:, k:])
