@@ -22,7 +22,7 @@ from drvoice_lab.data.corpus import (
     load_utterance,
     plan_dialogues,
     question_is_heldout,
-    text_world_dialogues,
+    world_dialogues,
 )
 from drvoice_lab.data.tasks import FAMILIES, QA, number_words
 from drvoice_lab.data.text_tokenizer import TextTokenizer
@@ -144,12 +144,12 @@ def test_corpus_build_is_deterministic_and_resumable(tmp_path):
 def test_text_world_draws_fresh_training_dialogues_under_the_heldout_rule(tmp_path):
     config = CorpusConfig(num_dialogues=400, seed=5)
     with pytest.raises(ValueError, match="data build"):
-        text_world_dialogues(tmp_path, 10)
+        world_dialogues(tmp_path, 10)
     (tmp_path / "manifest.json").write_text(json.dumps({"config": asdict(config)}))
-    world = text_world_dialogues(tmp_path, 2000, seed=1)
+    world = world_dialogues(tmp_path, 2000, seed=1)
     assert len(world) == 2000 and {d.split for d in world} == {"train"}
-    assert _plan(world) == _plan(text_world_dialogues(tmp_path, 2000, seed=1))
-    assert _plan(world) != _plan(text_world_dialogues(tmp_path, 2000, seed=2))
+    assert _plan(world) == _plan(world_dialogues(tmp_path, 2000, seed=1))
+    assert _plan(world) != _plan(world_dialogues(tmp_path, 2000, seed=2))
     corpus = plan_dialogues(config)
     tested = {d.turns[-1].question for d in corpus if d.split != "train"}
     asked = {t.question for d in world for t in d.turns}

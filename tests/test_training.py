@@ -58,6 +58,9 @@ def test_presets_load_and_bad_recipes_are_explained(tmp_path):
     bad.write_text("preset: tiny\nstages: [{name: a, steps: 2, data: text_world}]\n")
     with pytest.raises(ValueError, match="feeds text-only modes"):  # the default mode is S2M
         load_recipe(str(bad))
+    bad.write_text("preset: tiny\nstages: [{name: a, steps: 2, data: world}]\n")
+    with pytest.raises(ValueError, match="feeds typed modes"):  # S2M has a spoken question
+        load_recipe(str(bad))
     bad.write_text("preset: tiny\nstages: [{name: a, steps: 2, mix: bucket}]\n")
     with pytest.raises(ValueError, match="mix must be one of"):
         load_recipe(str(bad))
@@ -295,13 +298,13 @@ def test_text_world_stage_trains_the_backbone_on_fresh_text(run_setup, tmp_path)
         assert torch.equal(p, fresh[name]) != name.startswith("backbone."), name
 
     # In a mixed stage only the text-only examples come from the text world.
-    from drvoice_lab.data.corpus import text_world_dialogues
+    from drvoice_lab.data.corpus import world_dialogues
     from drvoice_lab.training.loop import prepare_run_data
 
     data = prepare_run_data(Recipe.from_dict(recipe), progress=False)
-    world = text_world_dialogues(recipe["corpus"], 40)
-    batches = data.train.with_text_world(world)
-    assert data.train.text_dialogues is None  # the corpus's own batches are left as they were
+    world = world_dialogues(recipe["corpus"], 40)
+    batches = data.train.with_world(world, ["T2T"])
+    assert not data.train.world_dialogues  # the corpus's own batches are left as they were
     drawn = []
     example = batches.example
     batches.example = lambda d, mode: drawn.append((d, mode)) or example(d, mode)
@@ -309,6 +312,41 @@ def test_text_world_stage_trains_the_backbone_on_fresh_text(run_setup, tmp_path)
     assert {mode for _, mode in drawn} == {"T2T", "S2T"}
     for dialogue, mode in drawn:
         assert any(dialogue is w for w in world) == (mode == "T2T")
+
+
+def test_world_stage_speaks_fresh_answers_in_typed_modes(run_setup, tmp_path):
+    """``data: world``: T2M examples are fresh task-world dialogues whose answers the stage
+    synthesized into the corpus folder and tokenized; spoken-question examples stay the
+    corpus's own."""
+    from drvoice_lab.audio.speech_tokenizer import load_speech_tokenizer
+    from drvoice_lab.data.corpus import load_dialogues, load_utterance
+    from drvoice_lab.training.loop import Trainer
+
+    _, recipe_path, _ = run_setup
+    recipe = yaml.safe_load(recipe_path.read_text())
+    stage = {"name": "speech", "data": "world", "modes": {"T2M": 1, "S2T": 1}, "steps": 2}
+    recipe["stages"] = [stage]
+    parsed = Recipe.from_dict(recipe)
+    corpus = Path(recipe["corpus"])
+    trainer = Trainer(parsed, tmp_path / "run", progress=False)
+    batches = trainer._stage_data(0, parsed.stages[0])
+    world = batches.world_dialogues
+    assert len(world) == 2 * recipe["batch_size"]
+    said = {t.assistant_audio for d in world for t in d.turns}
+    in_corpus = {t.assistant_audio for d in load_dialogues(corpus) for t in d.turns}
+    assert said - in_corpus  # the world answers what the corpus never did ...
+    assert all((corpus / rel).exists() for rel in said)  # ... and now has it spoken
+
+    drawn = []
+    example = batches.example
+    batches.example = lambda d, mode: drawn.append((d, mode)) or example(d, mode)
+    batches.batch(0, 12, {"T2M": 1, "S2T": 1})
+    assert {mode for _, mode in drawn} == {"T2M", "S2T"}
+    for dialogue, mode in drawn:
+        assert any(dialogue is w for w in world) == (mode == "T2M")
+    rel = next(d for d, m in drawn if m == "T2M").turns[-1].assistant_audio
+    spoken = load_speech_tokenizer().encode(load_utterance(corpus, rel))
+    np.testing.assert_array_equal(batches.features.answer_tokens(rel), spoken)
 
 
 def test_batch_mix_gives_each_micro_batch_one_mode_on_every_rank(run_setup):

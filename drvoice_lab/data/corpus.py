@@ -149,11 +149,12 @@ def plan_dialogues(config: CorpusConfig) -> list[Dialogue]:
     return dialogues
 
 
-def text_world_dialogues(corpus_dir: str | Path, count: int, seed: int = 0) -> list[Dialogue]:
-    """``count`` fresh text-only training dialogues from a corpus's task world: its families,
-    turn counts and held-out rule, drawn anew (audio paths are planned, never synthesized).
+def world_dialogues(corpus_dir: str | Path, count: int, seed: int = 0) -> list[Dialogue]:
+    """``count`` fresh training dialogues from a corpus's task world: its families, turn
+    counts, voices and held-out rule, drawn anew (audio paths planned, nothing synthesized).
     A language model learns facts from many phrasings and contexts, not from one corpus's few
-    thousand sentences; this is the text side of that, for text-only (T2T) stages."""
+    thousand sentences: text-only (T2T) stages read them as text, and typed-question speech
+    stages (T2M) hear their answers once ``synthesize_answers`` has made them."""
     manifest = Path(corpus_dir) / "manifest.json"
     if not manifest.exists():
         raise ValueError(f"no corpus manifest at {manifest}: run `drvoice-lab data build` first")
@@ -169,6 +170,17 @@ def text_world_dialogues(corpus_dir: str | Path, count: int, seed: int = 0) -> l
     return plan_dialogues(config)
 
 
+def synthesize_answers(
+    corpus_dir: str | Path, dialogues: list[Dialogue], workers: int = 2, progress: bool = True
+) -> None:
+    """Synthesize the assistant's answers of ``dialogues`` that the corpus folder lacks (world
+    dialogues), in the corpus's assistant voice, into its ``audio/`` like a build would."""
+    manifest = json.loads((Path(corpus_dir) / "manifest.json").read_text())
+    voice = manifest["assistant_voice"]
+    jobs = {t.assistant_audio: (voice, t.answer) for d in dialogues for t in d.turns}
+    _synthesize_missing(Path(corpus_dir), jobs, workers, progress, desc="synthesizing answers")
+
+
 def _synthesize_one(job: tuple[str, str, str]) -> tuple[str, float]:
     voice_spec, text, path = job
     wav = Voice.parse(voice_spec).synthesize(text)
@@ -176,6 +188,34 @@ def _synthesize_one(job: tuple[str, str, str]) -> tuple[str, float]:
     sf.write(tmp, wav, MODEL_SAMPLE_RATE, subtype="PCM_16")
     os.replace(tmp, path)  # atomic: an interrupted build never leaves a half-written file
     return path, len(wav) / MODEL_SAMPLE_RATE
+
+
+def _synthesize_missing(
+    out: Path,
+    jobs: dict[str, tuple[str, str]],
+    workers: int,
+    progress: bool,
+    desc: str = "synthesizing speech",
+) -> None:
+    """Write ``out / rel`` for each ``rel: (voice spec, text)`` of ``jobs`` not on disk yet."""
+    todo = [
+        (spec, text, str(out / rel))
+        for rel, (spec, text) in sorted(jobs.items())
+        if not (out / rel).exists()
+    ]
+    if not todo:
+        return
+    (out / "audio").mkdir(parents=True, exist_ok=True)
+    bar = tqdm(total=len(todo), desc=desc, unit="utt", disable=not progress)
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            for _ in pool.map(_synthesize_one, todo, chunksize=16):
+                bar.update()
+    else:
+        for job in todo:
+            _synthesize_one(job)
+            bar.update()
+    bar.close()
 
 
 def build_corpus(
@@ -193,23 +233,7 @@ def build_corpus(
         for turn in dialogue.turns:
             jobs[turn.user_audio] = (turn.user_voice, turn.question)
             jobs[turn.assistant_audio] = (config.assistant_voice, turn.answer)
-    todo = [
-        (spec, text, str(out / rel))
-        for rel, (spec, text) in sorted(jobs.items())
-        if not (out / rel).exists()
-    ]
-    bar = tqdm(total=len(todo), desc="synthesizing speech", unit="utt", disable=not progress)
-    if todo:
-        if workers > 1:
-            with ProcessPoolExecutor(workers) as pool:
-                for _ in pool.map(_synthesize_one, todo, chunksize=16):
-                    bar.update()
-        else:
-            for job in todo:
-                _synthesize_one(job)
-                bar.update()
-    bar.close()
-
+    _synthesize_missing(out, jobs, workers, progress)
     durations = {rel: sf.info(str(out / rel)).duration for rel in jobs}
     for dialogue in dialogues:
         for turn in dialogue.turns:

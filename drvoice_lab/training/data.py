@@ -69,9 +69,16 @@ class FeatureStore:
             self._tokenize([rel_audio])
         return np.load(path).astype(np.int64)
 
-    def prepare(self, dialogues: list[Dialogue], progress: bool = True, batch: int = 16) -> None:
-        """Compute everything missing, with a progress bar."""
-        users = sorted({t.user_audio for d in dialogues for t in d.turns})
+    def prepare(
+        self,
+        dialogues: list[Dialogue],
+        progress: bool = True,
+        batch: int = 16,
+        answers_only: bool = False,
+    ) -> None:
+        """Compute everything missing, with a progress bar (the answers' tokens only when
+        ``answers_only``: dialogues that are never heard, only read and answered)."""
+        users = sorted({t.user_audio for d in dialogues for t in d.turns if not answers_only})
         answers = sorted({t.assistant_audio for d in dialogues for t in d.turns})
         users = [u for u in users if not self._path(self.frame_dir, u).exists()]
         answers = [a for a in answers if not self._path(self.token_dir, a).exists()]
@@ -123,29 +130,32 @@ class DialogueBatches:
         seed: int = 0,
     ) -> None:
         self.dialogues = load_dialogues(corpus_dir, split)
-        # examples in text-only modes (T2T) come from here when set (see with_text_world)
-        self.text_dialogues: list[Dialogue] | None = None
+        # examples in ``world_modes`` come from ``world_dialogues`` instead (see with_world)
+        self.world_dialogues: list[Dialogue] = []
+        self.world_modes: frozenset[str] = frozenset()
         if not self.dialogues:
             raise ValueError(f"split {split!r} of {corpus_dir} has no dialogues")
         self.config, self.tokenizer, self.features = config, tokenizer, features
         self.seed = seed
         self.collate = DrVoiceCollator(config, text_pad_id=tokenizer.pad_id)
-        self._perms: dict[tuple[bool, int], np.ndarray] = {}  # (text world?, epoch) -> order
+        self._perms: dict[tuple[bool, int], np.ndarray] = {}  # (world?, epoch) -> order
 
-    def with_text_world(self, dialogues: list[Dialogue]) -> DialogueBatches:
-        """The same batches, but text-only examples drawn from ``dialogues`` (a text world)."""
+    def with_world(self, dialogues: list[Dialogue], modes) -> DialogueBatches:
+        """The same batches, but examples in ``modes`` drawn from ``dialogues`` (dialogues
+        drawn from the task world, ``drvoice_lab.data.corpus.world_dialogues``)."""
         batches = copy.copy(self)
-        batches.text_dialogues, batches._perms = dialogues, {}
+        batches.world_dialogues, batches.world_modes = dialogues, frozenset(modes)
+        batches._perms = {}
         return batches
 
-    def _dialogue_at(self, position: int, text_world: bool = False) -> Dialogue:
-        pool = self.text_dialogues if text_world else self.dialogues
+    def _dialogue_at(self, position: int, world: bool = False) -> Dialogue:
+        pool = self.world_dialogues if world else self.dialogues
         epoch, offset = divmod(position, len(pool))
-        if (text_world, epoch) not in self._perms:  # keep one epoch's order per pool
-            self._perms = {k: v for k, v in self._perms.items() if k[0] != text_world}
+        if (world, epoch) not in self._perms:  # keep one epoch's order per pool
+            self._perms = {k: v for k, v in self._perms.items() if k[0] != world}
             order = np.random.default_rng([self.seed, epoch]).permutation(len(pool))
-            self._perms[(text_world, epoch)] = order
-        return pool[self._perms[(text_world, epoch)][offset]]
+            self._perms[(world, epoch)] = order
+        return pool[self._perms[(world, epoch)][offset]]
 
     def example(self, dialogue: Dialogue, mode: str):
         spec = MODES[mode]
@@ -185,9 +195,8 @@ class DialogueBatches:
             position = micro_batch * batch_size + i
             draw = [self.seed, 1, position] if mix == "example" else [self.seed, 3, micro_batch]
             mode = sample_mode(np.random.default_rng(draw), modes)
-            text_only = not (MODES[mode].speech_in or MODES[mode].speech_out)
-            from_world = text_only and bool(self.text_dialogues)
-            dialogue = self._dialogue_at(position, text_world=from_world)
+            from_world = mode in self.world_modes and bool(self.world_dialogues)
+            dialogue = self._dialogue_at(position, world=from_world)
             ex, f = self.example(dialogue, mode)
             if speech_noise > 0:
                 rng = np.random.default_rng([self.seed, 5, position])

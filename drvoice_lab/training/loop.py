@@ -28,6 +28,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from drvoice_lab.config import DrVoiceConfig
+from drvoice_lab.data.com import MODES
 from drvoice_lab.data.text_tokenizer import TextTokenizer
 from drvoice_lab.inference.pipeline import write_speech_tokenizer_ref
 from drvoice_lab.modeling import DrVoiceModel
@@ -171,7 +172,7 @@ class Trainer:
         self.on_log = on_log
         self._tensorboard = None
         self._utterances = None  # user utterances for CTC alignment stages, built on demand
-        self._text_world: dict[int, DialogueBatches] = {}  # per text_world stage, on demand
+        self._world: dict[int, DialogueBatches] = {}  # per world stage, on demand
 
     # ------------------------------------------------------------------ helpers
     def _fresh_model(self):
@@ -369,21 +370,26 @@ class Trainer:
         return self._export(position)
 
     def _stage_data(self, stage_index: int, stage: Stage) -> DialogueBatches:
-        """The corpus's training dialogues; for a ``text_world`` stage, with fresh text-only
-        dialogues for its text-only modes, as many as the stage draws examples (a pure
-        function of seed and stage)."""
+        """The corpus's training dialogues; for a ``text_world`` or ``world`` stage, with fresh
+        dialogues from the task world for its ``world_modes``, as many as the stage draws
+        examples (a pure function of seed and stage). Spoken world answers are synthesized and
+        tokenized on first use, into the corpus folder."""
         if stage.data == "corpus":
             return self.data.train
-        if stage_index not in self._text_world:
-            from drvoice_lab.data.corpus import text_world_dialogues
+        if stage_index not in self._world:
+            from drvoice_lab.data.corpus import synthesize_answers, world_dialogues
 
             train = self.data.train
             count = stage.steps * self.recipe.batch_size * self.recipe.grad_accum
-            dialogues = text_world_dialogues(
+            dialogues = world_dialogues(
                 train.features.corpus, count, seed=self.recipe.seed * 1000 + stage_index
             )
-            self._text_world[stage_index] = train.with_text_world(dialogues)
-        return self._text_world[stage_index]
+            if any(MODES[m].speech_out for m in stage.world_modes):
+                with self.accelerator.main_process_first():  # the others find the files made
+                    synthesize_answers(train.features.corpus, dialogues, progress=self.progress)
+                    train.features.prepare(dialogues, self.progress, answers_only=True)
+            self._world[stage_index] = train.with_world(dialogues, stage.world_modes)
+        return self._world[stage_index]
 
     def _optimizer_step(
         self, model, optimizer, stage: Stage, micro_batch: int, data: DialogueBatches

@@ -25,7 +25,7 @@ from drvoice_lab.data.com import MODES
 
 TRAINABLE_PARTS = ("backbone", "srh", "grouping", "adapter")
 OBJECTIVES = ("lm", "ctc_align", "ctc_embed")
-DATA_SOURCES = ("corpus", "text_world")
+DATA_SOURCES = ("corpus", "text_world", "world")
 MIXES = ("example", "batch")
 
 
@@ -46,7 +46,8 @@ class Stage:
     objective: str = "lm"
     # "corpus": the corpus's training dialogues; "text_world": the same, but examples in
     # text-only modes (T2T) are fresh dialogues drawn from the corpus's task world under its
-    # held-out rule (drvoice_lab.data.corpus.text_world_dialogues)
+    # held-out rule (drvoice_lab.data.corpus.world_dialogues); "world": so are the examples
+    # of typed-question modes (T2T, T2M), their answers synthesized on first use
     data: str = "corpus"
     # "example": every example draws its own CoM mode; "batch": a micro-batch draws one mode
     # for all its examples, so it is padded to that mode's lengths only (faster when the modes'
@@ -63,6 +64,15 @@ class Stage:
     @property
     def is_merge(self) -> bool:
         return self.merge_alpha is not None
+
+    @property
+    def world_modes(self) -> list[str]:
+        """This stage's modes whose examples come from the task world (``data``)."""
+        if self.data == "text_world":
+            return [m for m in self.modes if not (MODES[m].speech_in or MODES[m].speech_out)]
+        if self.data == "world":
+            return [m for m in self.modes if not MODES[m].speech_in]
+        return []
 
     def validate(self) -> None:
         if self.is_merge:
@@ -85,11 +95,11 @@ class Stage:
         for name in ("speech_noise", "scheduled_sampling"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"stage {self.name}: {name} must be in [0, 1)")
-        text_only = [m for m in self.modes if not (MODES[m].speech_in or MODES[m].speech_out)]
-        if self.data == "text_world" and (not text_only or self.objective != "lm"):
+        if self.data != "corpus" and (not self.world_modes or self.objective != "lm"):
+            fed = "text-only modes (T2T)" if self.data == "text_world" else "typed modes (T2T, T2M)"
             raise ValueError(
-                f"stage {self.name}: data: text_world feeds text-only modes (T2T) with the lm "
-                f"objective; this stage has modes {sorted(self.modes)}, objective {self.objective}"
+                f"stage {self.name}: data: {self.data} feeds {fed} with the lm objective; "
+                f"this stage has modes {sorted(self.modes)}, objective {self.objective}"
             )
         bad = set(self.train) - set(TRAINABLE_PARTS)
         if bad:
