@@ -305,13 +305,21 @@ def test_text_world_stage_trains_the_backbone_on_fresh_text(run_setup, tmp_path)
     world = world_dialogues(recipe["corpus"], 40)
     batches = data.train.with_world(world, ["T2T"])
     assert not data.train.world_dialogues  # the corpus's own batches are left as they were
+    _draw_one_batch(batches, {"T2T": 1, "S2T": 1})
+
+
+def _draw_one_batch(batches, modes: dict[str, float]) -> list:
+    """The (dialogue, mode) of each example of a 12-example batch, after checking that the
+    world dialogues serve exactly the world modes and the corpus the others."""
     drawn = []
     example = batches.example
     batches.example = lambda d, mode: drawn.append((d, mode)) or example(d, mode)
-    batches.batch(0, 12, {"T2T": 1, "S2T": 1})
-    assert {mode for _, mode in drawn} == {"T2T", "S2T"}
+    batches.batch(0, 12, modes)
+    assert {mode for _, mode in drawn} == set(modes)
     for dialogue, mode in drawn:
-        assert any(dialogue is w for w in world) == (mode == "T2T")
+        from_world = any(dialogue is w for w in batches.world_dialogues)
+        assert from_world == (mode in batches.world_modes)
+    return drawn
 
 
 def test_world_stage_speaks_fresh_answers_in_typed_modes(run_setup, tmp_path):
@@ -337,13 +345,7 @@ def test_world_stage_speaks_fresh_answers_in_typed_modes(run_setup, tmp_path):
     assert said - in_corpus  # the world answers what the corpus never did ...
     assert all((corpus / rel).exists() for rel in said)  # ... and now has it spoken
 
-    drawn = []
-    example = batches.example
-    batches.example = lambda d, mode: drawn.append((d, mode)) or example(d, mode)
-    batches.batch(0, 12, {"T2M": 1, "S2T": 1})
-    assert {mode for _, mode in drawn} == {"T2M", "S2T"}
-    for dialogue, mode in drawn:
-        assert any(dialogue is w for w in world) == (mode == "T2M")
+    drawn = _draw_one_batch(batches, {"T2M": 1, "S2T": 1})
     rel = next(d for d, m in drawn if m == "T2M").turns[-1].assistant_audio
     spoken = load_speech_tokenizer().encode(load_utterance(corpus, rel))
     np.testing.assert_array_equal(batches.features.answer_tokens(rel), spoken)
