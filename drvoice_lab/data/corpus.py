@@ -205,7 +205,6 @@ def _synthesize_missing(
     ]
     if not todo:
         return
-    (out / "audio").mkdir(parents=True, exist_ok=True)
     bar = tqdm(total=len(todo), desc=desc, unit="utt", disable=not progress)
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:

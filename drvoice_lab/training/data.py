@@ -195,8 +195,7 @@ class DialogueBatches:
             position = micro_batch * batch_size + i
             draw = [self.seed, 1, position] if mix == "example" else [self.seed, 3, micro_batch]
             mode = sample_mode(np.random.default_rng(draw), modes)
-            from_world = mode in self.world_modes and bool(self.world_dialogues)
-            dialogue = self._dialogue_at(position, world=from_world)
+            dialogue = self._dialogue_at(position, world=mode in self.world_modes)
             ex, f = self.example(dialogue, mode)
             if speech_noise > 0:
                 rng = np.random.default_rng([self.seed, 5, position])
