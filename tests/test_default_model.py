@@ -14,7 +14,13 @@ import soundfile as sf
 import soxr
 from helpers import run_cli
 
-from drvoice_lab.data.corpus import CorpusConfig, build_corpus, load_dialogues, plan_dialogues
+from drvoice_lab.data.corpus import (
+    CorpusConfig,
+    build_corpus,
+    load_dialogues,
+    load_utterance,
+    plan_dialogues,
+)
 from drvoice_lab.data.voices import HELDOUT_USER_VOICES
 from drvoice_lab.evaluation.evaluate import WhisperASR, evaluate
 from drvoice_lab.evaluation.metrics import normalize
@@ -94,6 +100,25 @@ def test_spoken_answers_say_what_the_text_says(probe, mode):
     _, report = probe
     floor = report["tokenizer_floor"]["round_trip_wer"]
     assert report["modes"][mode]["speech_text_wer"] <= floor + 0.10
+
+
+def test_consistency_asr_is_greedy_so_garbled_speech_scores_the_same_every_time(probe):
+    """Garbled speech (here a spoken answer played backwards) sends Whisper's default decoding
+    into its sampling fallback, whose transcript changes from run to run; the evaluation's ASR
+    decodes greedily, so a consistency WER is reproducible."""
+    corpus, _ = probe
+    asr = WhisperASR()
+
+    def falls_back(wav) -> bool:  # faster-whisper's defaults, temperature fallback included
+        segments, _ = asr.model.transcribe(wav, language="en", beam_size=1)
+        return any(s.temperature > 0 for s in segments)
+
+    answers = [load_utterance(corpus, d.turns[-1].assistant_audio) for d in load_dialogues(corpus)]
+    garbled = [w[::-1].copy() for w in answers[:10]]
+    hard = [w for w in garbled if falls_back(w)]
+    assert hard, "none of 10 reversed answers needed Whisper's fallback"
+    assert all(s.temperature == 0.0 for s in asr._segments(hard[0]))
+    assert len({asr.transcribe(hard[0]) for _ in range(3)}) == 1
 
 
 def test_teacher_forced_speech_is_mostly_right(probe):

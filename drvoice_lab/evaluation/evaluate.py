@@ -51,6 +51,9 @@ class WhisperASR:
             np.asarray(wav16k, dtype=np.float32),
             language="en",
             beam_size=1,
+            # Greedy only: faster-whisper's default falls back to sampling at higher
+            # temperatures on hard (e.g. garbled) audio, which made the WER vary between runs.
+            temperature=0.0,
             condition_on_previous_text=False,
             word_timestamps=word_timestamps,
         )
