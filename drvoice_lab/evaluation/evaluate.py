@@ -5,7 +5,7 @@ their speech tokens) and the model answers the last turn in each requested mode.
 
 * answer exact match and token F1 (normalised text) per mode, and per user voice;
 * speech-out modes: ASR-WER of the detokenized spoken answer against the generated text
-  (Whisper tiny.en through faster-whisper) - does the model say what it writes?
+  (Whisper tiny.en through faster-whisper, greedy) - does the model say what it writes?
 * the floor for that number: the speech tokenizer's own round trip (encode -> decode -> ASR)
   of the reference answers, in the same voice, on the same items;
 * between the two, the teacher-forced speech: the reference answers (typed question, T2M)
