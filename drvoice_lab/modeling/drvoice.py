@@ -16,7 +16,9 @@ through the fused ops of ``drvoice_kernels``; the SRH loss then skips the speech
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +27,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, Cache, Pre
 from transformers.utils import ModelOutput
 
 from drvoice_lab.config import DrVoiceConfig
+from drvoice_lab.modeling import base_model
 from drvoice_lab.modeling.grouping import SpeechAdapter, SpeechGrouping
 from drvoice_lab.modeling.srh import SpeechRefinedHead
 
@@ -148,6 +151,20 @@ class DrVoiceModel(DrVoicePreTrainedModel):
             parallel=config.speech_head == "parallel",
         )
         self.post_init()
+        self._add_backbone_lora()  # after post_init, which would re-draw LoRA's zero B
+
+    def _add_backbone_lora(self) -> None:
+        if self.config.backbone_lora is not None and not self.has_backbone_lora:
+            base_model.add_backbone_lora(self.backbone, self.config)
+
+    @property
+    def has_backbone_lora(self) -> bool:
+        return any(base_model.is_lora_key(n) for n, _ in self.backbone.named_parameters())
+
+    @property
+    def keeps_base_frozen(self) -> bool:
+        """The base LLM's own weights never train: folders hold only what DrVoice adds."""
+        return self.config.backbone_source is not None and self.config.backbone_lora is not None
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -165,15 +182,19 @@ class DrVoiceModel(DrVoicePreTrainedModel):
         adapter and W_p start fresh. Widths must agree with ``config``: a mismatch raises
         ValueError instead of silently building a different model.
         """
+        from drvoice_lab.modeling.backbones import backbone_folder, check_width
+
         backbone_model = srh_model = None
         if backbone is not None:
-            loaded_config = AutoConfig.from_pretrained(backbone, **load_kwargs)
-            _check_width("backbone", config.backbone_config, loaded_config)
-            backbone_model = AutoModelForCausalLM.from_pretrained(backbone, **load_kwargs)
+            folder = backbone_folder(backbone)  # a packaged GGUF: converted once, cached
+            loaded_config = AutoConfig.from_pretrained(folder, **load_kwargs)
+            check_width("backbone", config.backbone_config, loaded_config)
+            backbone_model = AutoModelForCausalLM.from_pretrained(folder, **load_kwargs)
+            base_model.grow_vocabulary(backbone_model, config)
             config.backbone_config = backbone_model.config
         if srh is not None:
             loaded_config = AutoConfig.from_pretrained(srh, **load_kwargs)
-            _check_width("srh", config.srh_config, loaded_config)
+            check_width("srh", config.srh_config, loaded_config)
             srh_model = AutoModel.from_pretrained(srh, **load_kwargs)
             if srh_model.get_input_embeddings().num_embeddings != config.speech_vocab_size:
                 srh_model.resize_token_embeddings(config.speech_vocab_size)
@@ -181,6 +202,49 @@ class DrVoiceModel(DrVoicePreTrainedModel):
             config.srh_config = srh_model.config
         config.validate()
         return cls(config, backbone=backbone_model, srh_transformer=srh_model)
+
+    @classmethod
+    def from_base(cls, config: DrVoiceConfig, dtype: torch.dtype = torch.float32) -> DrVoiceModel:
+        """Wrap the pretrained LLM that ``config.backbone_reference`` names (checked by sha256
+        where the reference has one). Grouping, adapter, SRH and LoRA start fresh; added tokens
+        start at the mean embedding; text-only input gives the bare LLM's logits."""
+        from drvoice_lab.modeling.backbones import check_reference
+
+        config = copy.deepcopy(config)
+        source = check_reference(config.backbone_reference, "the config")
+        model = cls.from_parts(config, backbone=source, dtype=dtype)
+        return model.to(dtype)
+
+    def save_pretrained(self, save_directory, *args, **kwargs) -> None:
+        """As transformers does; a model on a frozen base keeps only what DrVoice adds."""
+        if not self.keeps_base_frozen:
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        if not kwargs.get("is_main_process", True):
+            return None
+        base_model.save_delta(self, Path(save_directory))
+        return None
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """As transformers does, with two checks: a model on a frozen base is rebuilt from its
+        base plus the folder's weights, and weights that are missing, unexpected or of the
+        wrong shape raise :class:`CheckpointError` instead of being initialised at random."""
+        folder = Path(pretrained_model_name_or_path)
+        config = kwargs.pop("config", None)
+        if config is None and (folder / "config.json").is_file():
+            config = DrVoiceConfig.from_pretrained(folder)
+        if config is not None and config.backbone_source and config.backbone_lora:
+            dtype = kwargs.get("dtype") or torch.float32
+            model = cls.from_base(config, dtype=dtype)
+            base_model.load_delta(model, base_model.read_weights(folder), str(folder))
+            return model.eval()
+        if config is not None:
+            kwargs["config"] = config
+        model, info = super().from_pretrained(
+            pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs
+        )
+        base_model.check_loading_info(info, folder)
+        return model
 
     # ------------------------------------------------------------------ embeddings
     @property
@@ -242,6 +306,10 @@ class DrVoiceModel(DrVoicePreTrainedModel):
         speech = self.grouping.group_tokens(
             speech_ids, self.speech_embedding, fused=self.config.use_kernels
         )  # (B, N, D)
+        if self.config.skip_silent_groups:  # positions without speech get no speech term
+            k = self.config.group_size
+            silent = (speech_ids == self.config.speech_pad_token_id).view(*text_ids.shape, k)
+            speech = speech.masked_fill(silent.all(-1, keepdim=True), 0.0)  # (B, N, D)
         if user_features is not None:
             speech = self._insert_user_speech(
                 speech, user_features, user_feature_lengths, user_position_mask
@@ -357,16 +425,6 @@ class DrVoiceModel(DrVoicePreTrainedModel):
             text_logits=text_logits,
             speech_logits=speech_logits,
             hidden_states=hidden,
-        )
-
-
-def _check_width(part: str, expected, loaded) -> None:
-    if expected.hidden_size != loaded.hidden_size:
-        raise ValueError(
-            f"{part} width mismatch: the DrVoice config expects hidden_size "
-            f"{expected.hidden_size} but the checkpoint has {loaded.hidden_size}; pass a config "
-            f"whose {part}_config matches the checkpoint (e.g. DrVoiceConfig.from_preset(...,"
-            f" {part}_config=AutoConfig.from_pretrained(path)))."
         )
 
 
