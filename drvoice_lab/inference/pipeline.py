@@ -11,6 +11,7 @@ import copy
 import json
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,10 +26,8 @@ from drvoice_lab.data.text_tokenizer import TextTokenizer
 from drvoice_lab.inference.decoding import iter_joint
 from drvoice_lab.inference.sampling import SamplingConfig
 from drvoice_lab.modeling import DrVoiceModel
-
-
-class CheckpointError(ValueError):
-    """A checkpoint folder is missing or incomplete."""
+from drvoice_lab.modeling.backbones import BackboneError
+from drvoice_lab.modeling.base_model import CheckpointError
 
 
 @dataclass
@@ -86,23 +85,40 @@ def load_speech_tokenizer_for(folder: str | Path):
 def load_checkpoint(
     path: str | Path, adapter: str | Path | None = None
 ) -> tuple[DrVoiceModel, TextTokenizer]:
-    """A DrVoice model folder: config.json + model.safetensors + text_tokenizer.json, loaded
-    in float32 whatever it was stored in; ``adapter``: a LoRA adapter folder merged on top."""
+    """A DrVoice model folder: config.json + model.safetensors (+ text_tokenizer.json for the
+    corpus BPE; a model on a pretrained base uses the base's tokenizer and rebuilds the base
+    from its source), loaded in float32 whatever it was stored in; ``adapter``: a LoRA adapter
+    folder merged on top."""
     folder = Path(path)
-    missing = [
-        n
-        for n in ("config.json", "model.safetensors", "text_tokenizer.json")
-        if not (folder / n).exists()
-    ]
+    missing = [n for n in ("config.json", "model.safetensors") if not (folder / n).exists()]
+    if not missing:
+        config = _read_config(folder)
+        if config.text_tokenizer == "corpus_bpe" and not (folder / "text_tokenizer.json").exists():
+            missing = ["text_tokenizer.json"]
     if missing:
         raise CheckpointError(
             f"{folder} is not a DrVoice checkpoint (missing {missing}); "
             "train one with `drvoice-lab train` or pass --checkpoint"
         )
+    try:
+        tokenizer = TextTokenizer.for_config(config, folder)
+    except BackboneError:
+        raise
+    except (OSError, ValueError) as err:  # a damaged tokenizer file
+        raise CheckpointError(f"the text tokenizer of {folder} cannot be read: {err}") from err
     model = DrVoiceModel.from_pretrained(folder, dtype=torch.float32).eval()
     if adapter is not None:
         model = _with_adapter(model, Path(adapter))
-    return model, TextTokenizer.load(folder / "text_tokenizer.json")
+    return model, tokenizer
+
+
+def _read_config(folder: Path):
+    from drvoice_lab.config import DrVoiceConfig
+
+    try:
+        return DrVoiceConfig.from_pretrained(folder)
+    except (OSError, ValueError, TypeError) as err:  # invalid JSON, unknown fields
+        raise CheckpointError(f"{folder}/config.json is not a valid DrVoice config: {err}") from err
 
 
 def _with_adapter(model: DrVoiceModel, adapter: Path) -> DrVoiceModel:
@@ -215,12 +231,9 @@ class VoiceChat:
             "",
             user_frames=0 if frames is None else len(frames),
             answer_speech=np.zeros(0, dtype=np.int64),
+            mode=mode,
         )
-        turns = [t for t, _ in self.history] + [current]
-        example = format_dialogue(turns, mode, self.config, self.tokenizer)
-        features = [f for _, f in self.history if f is not None and spec.speech_in]
-        features += [frames] if frames is not None else []
-        batch = self.collate([example], [features] if spec.speech_in else None)
+        example, batch = self._prompt(current, frames, max_positions)
         p, k = example.prompt_positions, self.config.group_size
         steps = iter_joint(
             self.model,
@@ -228,7 +241,7 @@ class VoiceChat:
             batch["speech_ids"][:, : p * k],
             user_features=batch.get("user_features"),
             user_feature_lengths=batch.get("user_feature_lengths"),
-            user_position_mask=batch["user_position_mask"][:, :p] if spec.speech_in else None,
+            user_position_mask=batch["user_position_mask"][:, :p] if example.user_frames else None,
             max_new_positions=max_positions,
             text_sampling=text_sampling,
             speech_sampling=speech_sampling,
@@ -290,7 +303,7 @@ class VoiceChat:
         wav = detok.audio() if detok is not None and len(speech_ids) else None
         timings["total"] = time.perf_counter() - started
         self.history.append(
-            (TurnInput(current.question, answer, current.user_frames, speech_ids), frames)
+            (TurnInput(current.question, answer, current.user_frames, speech_ids, mode), frames)
         )
         result = TurnResult(
             mode,
@@ -304,6 +317,34 @@ class VoiceChat:
             np.asarray(speech_channel, dtype=np.int64).reshape(-1, cfg.group_size),
         )
         yield TurnEvent("done", result=result)
+
+    def _prompt(self, current: TurnInput, frames, max_positions: int):
+        """The dialogue so far plus ``current``, formatted and collated. Each history turn keeps
+        its own mode and inputs; the oldest turns are dropped (with a warning) when the prompt
+        and the answer would not fit the backbone's context."""
+        limit = getattr(self.config.backbone_config, "max_position_embeddings", None) or 10**9
+        history = list(self.history)
+        while True:
+            turns = [t for t, _ in history] + [current]
+            example = format_dialogue(turns, current.mode, self.config, self.tokenizer)
+            if example.prompt_positions + max_positions <= limit or not history:
+                break
+            history = history[1:]
+            warnings.warn(
+                f"the conversation is longer than the model's context ({limit} positions): "
+                "its oldest turn is left out of the prompt",
+                stacklevel=3,
+            )
+        if example.prompt_positions + max_positions > limit:
+            raise ValueError(
+                f"this turn needs {example.prompt_positions} prompt positions and up to "
+                f"{max_positions} for the answer, more than the model's context ({limit}); "
+                "ask a shorter question or lower max_positions"
+            )
+        features = [f for _, f in history if f is not None]
+        features += [frames] if frames is not None else []
+        batch = self.collate([example], [features] if example.user_frames else None)
+        return example, batch
 
 
 @dataclass

@@ -9,7 +9,6 @@ and, when TensorBoard is installed, to ``tensorboard/`` (``tensorboard --logdir 
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import math
@@ -18,7 +17,6 @@ import shutil
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,119 +25,29 @@ from accelerate import Accelerator, DistributedDataParallelKwargs
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from drvoice_lab.config import DrVoiceConfig
 from drvoice_lab.data.com import MODES
-from drvoice_lab.data.text_tokenizer import TextTokenizer
 from drvoice_lab.inference.pipeline import write_speech_tokenizer_ref
 from drvoice_lab.modeling import DrVoiceModel
+from drvoice_lab.modeling.base_model import backbone_trainable
 from drvoice_lab.training.checkpoint import (
     latest_checkpoint,
     load_training_state,
     restore_rng,
     save_checkpoint,
 )
-from drvoice_lab.training.data import DialogueBatches, FeatureStore
+from drvoice_lab.training.data import DialogueBatches
 from drvoice_lab.training.recipe import Recipe, Stage
 from drvoice_lab.training.scheduled_sampling import with_own_speech
-
-
-@dataclass
-class RunData:
-    train: DialogueBatches
-    eval: DialogueBatches | None
-    tokenizer: TextTokenizer
-    corpus_sha256: str | None = None  # of dialogues.jsonl: which corpus the run saw
-
-
-def model_config(recipe: Recipe, tokenizer: TextTokenizer) -> DrVoiceConfig:
-    if recipe.init_from:  # the data must be laid out for the model that is loaded (its k)
-        return DrVoiceConfig.from_pretrained(recipe.init_from)
-    overrides = dict(recipe.model)
-    overrides.setdefault("text_pad_token_id", tokenizer.pad_id)
-    overrides.setdefault("text_eos_token_id", tokenizer.eos_id)
-    return DrVoiceConfig.from_preset(recipe.preset, **overrides)
-
-
-def build_model(recipe: Recipe, config: DrVoiceConfig) -> DrVoiceModel:
-    if recipe.init_from:  # trained in float32 whatever the checkpoint stores (fp16 exports)
-        return DrVoiceModel.from_pretrained(recipe.init_from, dtype=torch.float32)
-    torch.manual_seed(recipe.seed)
-    return DrVoiceModel(config)
-
-
-def set_trainable(model: DrVoiceModel, parts: list[str]) -> list[torch.nn.Parameter]:
-    """Freeze everything but ``parts`` (backbone / srh / grouping / adapter)."""
-    for name, module in (
-        ("backbone", model.backbone),
-        ("srh", model.srh),
-        ("grouping", model.grouping),
-        ("adapter", model.adapter),
-    ):
-        for p in module.parameters():
-            p.requires_grad_(name in parts)
-    return [p for p in model.parameters() if p.requires_grad]
-
-
-def lr_lambda(stage: Stage):
-    """Linear warm-up, then cosine from lr down to min_lr (as a factor of lr)."""
-    floor = (stage.min_lr if stage.min_lr is not None else stage.lr / 10) / stage.lr
-
-    def factor(step: int) -> float:
-        if step < stage.warmup_steps:
-            return (step + 1) / stage.warmup_steps
-        progress = (step - stage.warmup_steps) / max(1, stage.steps - stage.warmup_steps)
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-    return factor
-
-
-def core_cocktail_merge(
-    model: DrVoiceModel, base_backbone: dict[str, torch.Tensor], alpha: float
-) -> None:
-    """Backbone <- alpha * M1 + (1 - alpha) * M0, M0 = the backbone when training started.
-
-    Iterates over parameters (not the state dict) so tied weights are merged once.
-    """
-    with torch.no_grad():
-        for name, param in model.backbone.named_parameters():
-            if name in base_backbone:
-                param.copy_(alpha * param + (1 - alpha) * base_backbone[name].to(param))
-
-
-def prepare_run_data(recipe: Recipe, progress: bool = True) -> RunData:
-    """Corpus, text tokenizer and cached speech features (encoded on first use)."""
-    from drvoice_lab.audio.encoder import SpeechEncoder
-    from drvoice_lab.audio.speech_tokenizer import load_speech_tokenizer
-    from drvoice_lab.data.corpus import default_corpus_dir, load_dialogues
-
-    corpus = Path(recipe.corpus) if recipe.corpus else default_corpus_dir()
-    if not (corpus / "dialogues.jsonl").exists():
-        raise ValueError(
-            f"no corpus at {corpus}: run `drvoice-lab data build` first "
-            "(or set `corpus:` in the recipe)"
-        )
-    tokenizer = TextTokenizer.load(corpus / "text_tokenizer.json")
-    config = model_config(recipe, tokenizer)
-    encoder = SpeechEncoder.from_pretrained(config.encoder_name_or_path)
-    speech_tokenizer = load_speech_tokenizer(recipe.speech_tokenizer)
-    features = FeatureStore(
-        corpus,
-        encoder,
-        speech_tokenizer,
-        encoder_name=config.encoder_name_or_path,
-        tokenizer_name=str(recipe.speech_tokenizer or "default"),
-    )
-    features.prepare(
-        load_dialogues(corpus, "train") + load_dialogues(corpus, "test_question"), progress=progress
-    )
-    train = DialogueBatches(corpus, "train", config, tokenizer, features, recipe.seed)
-    held_out = DialogueBatches(corpus, "test_question", config, tokenizer, features, recipe.seed)
-    return RunData(train, held_out, tokenizer, corpus_sha256(corpus))
-
-
-def corpus_sha256(corpus: Path) -> str:
-    """Hash of the corpus plan (dialogues.jsonl: every question, answer, voice and split)."""
-    return hashlib.sha256((Path(corpus) / "dialogues.jsonl").read_bytes()).hexdigest()
+from drvoice_lab.training.setup import (
+    RunData,
+    build_model,
+    core_cocktail_merge,
+    lr_lambda,
+    model_config,
+    optimizer_groups,
+    prepare_run_data,
+    set_trainable,
+)
 
 
 class Trainer:
@@ -166,7 +74,7 @@ class Trainer:
                 data = prepare_run_data(recipe, progress=progress and self.is_main)
         self.data = data
         self.progress = progress and self.is_main
-        self.config = model_config(recipe, data.tokenizer)
+        self.config = model_config(recipe, data.train.features.corpus)
         self.model = self._fresh_model()
         self.log_path = self.out / "metrics.jsonl"
         self.on_log = on_log
@@ -230,9 +138,13 @@ class Trainer:
             return None
         path = self.out / "base_backbone.safetensors"
         if not path.exists() and self.is_main:
-            # named_parameters lists tied weights once (safetensors refuses shared storage)
+            # named_parameters lists tied weights once (safetensors refuses shared storage); on
+            # a frozen base only what can train differs from M0 (LoRA, added rows)
+            trainable = {id(p) for p in backbone_trainable(self.model.backbone, self.config)}
             state = {
-                k: v.detach().cpu().contiguous() for k, v in self.model.backbone.named_parameters()
+                k: v.detach().cpu().contiguous()
+                for k, v in self.model.backbone.named_parameters()
+                if not self.model.keeps_base_frozen or id(v) in trainable
             }
             save_file(state, str(path))
         self.accelerator.wait_for_everyone()
@@ -304,7 +216,8 @@ class Trainer:
                 params = set_trainable(self.model, stage.train)
             else:  # peft decides what trains (LoRA + modules_to_save); stage.train is unused
                 params = [p for p in self.model.parameters() if p.requires_grad]
-            optimizer = torch.optim.AdamW(params, lr=stage.lr, weight_decay=recipe.weight_decay)
+            groups = optimizer_groups(self.model, params, recipe.weight_decay)
+            optimizer = torch.optim.AdamW(groups, lr=stage.lr)
             scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(stage))
             model, optimizer = acc.prepare(trainee, optimizer)
             if resume is not None and index == position["stage"] and first_step > 0:
