@@ -212,6 +212,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _add_chat(sub: argparse._SubParsersAction) -> None:
+    from drvoice_lab.audio.speech_cli import float_in, int_at_least
+
     p = sub.add_parser("chat", help="one spoken or typed turn with a trained model")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--audio", help="the spoken question (any rate, mono or stereo)")
@@ -221,23 +223,36 @@ def _add_chat(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--checkpoint", default=None, help="model folder (default: the shipped model)")
     p.add_argument("--adapter", default=None, help="LoRA adapter folder to apply to the model")
-    p.add_argument("--out", default=None, help="write the spoken answer here (wav)")
-    p.add_argument("--temperature", type=float, default=0.0, help="text and speech sampling")
-    p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--max-positions", type=int, default=120)
+    p.add_argument("--out", default=None, help="write the spoken answer here (.wav or .flac)")
+    p.add_argument(
+        "--temperature", type=float_in(0.0), default=0.0, help="text and speech sampling, 0: greedy"
+    )
+    p.add_argument("--top-p", type=float_in(0.0, 1.0, low_open=True), default=1.0, help="in (0, 1]")
+    p.add_argument("--top-k", type=int_at_least(0), default=0, help="0: no top-k filter")
+    p.add_argument(
+        "--max-positions", type=int_at_least(1), default=120, help="answer length cap (5 Hz steps)"
+    )
     p.set_defaults(func=cmd_chat)
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    from drvoice_lab.audio.io import write_audio
+    import os
+    import tempfile
+
+    from drvoice_lab.audio.io import check_audio_out, load_audio, write_audio
     from drvoice_lab.inference import SamplingConfig
     from drvoice_lab.inference.pipeline import VoiceChat, default_checkpoint
 
+    # Bad input fails here, in a second, not after the model has loaded and answered.
+    if args.out:
+        check_audio_out(args.out)
+    audio = load_audio(args.audio) if args.audio else None  # validated, 16 kHz mono
     mode = args.mode or ("S2M" if args.audio else "T2M")
     chat = VoiceChat.from_checkpoint(args.checkpoint or default_checkpoint(), args.adapter)
-    sampling = SamplingConfig(temperature=args.temperature, top_p=args.top_p)
+    sampling = SamplingConfig(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
     result = chat.respond(
-        audio=args.audio,
+        audio=audio,
+        sample_rate=16_000 if audio is not None else None,
         text=args.text,
         mode=mode,
         text_sampling=sampling,
@@ -245,23 +260,39 @@ def cmd_chat(args: argparse.Namespace) -> int:
         max_positions=args.max_positions,
     )
     print(result.text)
+    status = 0
     if result.audio is not None:
         seconds = len(result.audio) / result.sample_rate
         if args.out:
-            write_audio(args.out, result.audio, result.sample_rate)
-            print(f"[spoken answer: {seconds:.1f}s -> {args.out}]", file=sys.stderr)
+            try:
+                write_audio(args.out, result.audio, result.sample_rate)
+                print(f"[spoken answer: {seconds:.1f}s -> {args.out}]", file=sys.stderr)
+            except (OSError, RuntimeError) as err:  # checked above, yet disks fill up
+                handle, kept = tempfile.mkstemp(prefix="drvoice-answer-", suffix=".wav")
+                os.close(handle)
+                write_audio(kept, result.audio, result.sample_rate)
+                print(
+                    f"drvoice-lab chat: error: could not write {args.out} ({err}); "
+                    f"the spoken answer is kept in {kept}",
+                    file=sys.stderr,
+                )
+                status = 2
         else:
             print(
                 f"[spoken answer: {seconds:.1f}s; pass --out FILE.wav to keep it]", file=sys.stderr
             )
+    elif args.out:
+        print(f"[{mode} answers in text only: nothing written to {args.out}]", file=sys.stderr)
     timing = ", ".join(
         f"{k} {v * 1000:.0f} ms" for k, v in result.timings.items() if k != "positions"
     )
     print(f"[{mode}: {result.timings['positions']} positions; {timing}]", file=sys.stderr)
-    return 0
+    return status
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
+    from drvoice_lab.audio.speech_cli import int_at_least
+
     p = sub.add_parser("eval", help="answer accuracy per CoM mode and voice, speech-text WER")
     p.add_argument("--checkpoint", default=None, help="model folder (default: the shipped model)")
     p.add_argument("--adapter", default=None, help="LoRA adapter folder to apply to the model")
@@ -270,30 +301,46 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         "--split", default="test_question", choices=["train", "test_question", "test_voice"]
     )
     p.add_argument("--modes", default="S2T,S2M,T2M,T2T,STC", help="comma-separated CoM modes")
-    p.add_argument("--limit", type=int, default=None, help="first N dialogues of the split")
-    p.add_argument("--out", default=None, help="folder for eval.json and eval.md")
+    p.add_argument(
+        "--limit", type=int_at_least(1), default=None, help="first N dialogues of the split"
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        help="folder for eval.json and eval.md (default: MODEL/eval/SPLIT, or "
+        "runs/eval/default_model/SPLIT for the shipped model)",
+    )
     p.set_defaults(func=cmd_eval)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from drvoice_lab.data.corpus import default_corpus_dir
+    import drvoice_lab
+    from drvoice_lab.audio.io import check_writable
+    from drvoice_lab.data.com import MODES
+    from drvoice_lab.data.corpus import default_corpus_dir, load_dialogues
     from drvoice_lab.evaluation.evaluate import evaluate, markdown_table, write_report
     from drvoice_lab.inference.pipeline import VoiceChat, default_checkpoint
 
     checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
+    modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
+    if unknown := sorted(set(modes) - set(MODES)):
+        raise ValueError(f"unknown --modes {unknown}; choose from {sorted(MODES)}")
+    corpus = args.corpus or default_corpus_dir()
+    load_dialogues(corpus, args.split)  # no corpus: says to run `drvoice-lab data build`
+    model_dir = Path(args.adapter or checkpoint)
+    if args.out:
+        out = Path(args.out)
+    elif model_dir.resolve().is_relative_to(Path(drvoice_lab.__file__).parent.resolve()):
+        out = Path("runs") / "eval" / model_dir.name / args.split  # never into the package
+    else:
+        out = model_dir / "eval" / args.split
+    check_writable(out, folder=True)  # before minutes of evaluation, not after
     chat = VoiceChat.from_checkpoint(checkpoint, args.adapter)
-    report = evaluate(
-        chat,
-        args.corpus or default_corpus_dir(),
-        args.split,
-        tuple(m.strip() for m in args.modes.split(",") if m.strip()),
-        args.limit,
-    )
+    report = evaluate(chat, corpus, args.split, modes, args.limit)
     report["checkpoint"] = str(checkpoint)
     report["adapter"] = args.adapter
     print(markdown_table(report))
-    default_out = Path(args.adapter or checkpoint) / "eval" / args.split
-    json_path, _ = write_report(report, args.out or default_out)
+    json_path, _ = write_report(report, out)
     print(f"written: {json_path} (+ eval.md)")
     return 0
 
@@ -319,33 +366,50 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
+    from drvoice_lab.audio.speech_cli import int_at_least
+
     p = sub.add_parser(
         "export", help="package a trained model (fp16 + tokenizers + model card), evaluated"
     )
     p.add_argument("model", help="a trained model folder (runs/<name>/final)")
-    p.add_argument("--out", required=True, help="destination folder (replaced)")
+    p.add_argument(
+        "--out", required=True, help="destination folder: new, empty, or an earlier export"
+    )
+    p.add_argument("--force", action="store_true", help="replace an earlier export at --out")
     p.add_argument("--corpus", default=None, help="corpus to evaluate on (default corpus)")
     p.add_argument(
         "--splits", default="test_voice,test_question", help="splits for the card ('' = none)"
     )
     p.add_argument("--modes", default="S2T,S2M,T2M,T2T,STC", help="comma-separated CoM modes")
-    p.add_argument("--limit", type=int, default=None, help="first N dialogues of each split")
+    p.add_argument(
+        "--limit", type=int_at_least(1), default=None, help="first N dialogues of each split"
+    )
     p.set_defaults(func=cmd_export)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from drvoice_lab.data.corpus import default_corpus_dir
+    from drvoice_lab.data.com import MODES
+    from drvoice_lab.data.corpus import default_corpus_dir, load_dialogues
     from drvoice_lab.evaluation.evaluate import WhisperASR, evaluate, markdown_table
     from drvoice_lab.inference.pipeline import VoiceChat
-    from drvoice_lab.training.export import export_model, write_card
+    from drvoice_lab.training.export import check_export_target, export_model, write_card
 
-    out = export_model(args.model, args.out)
-    reports, asr = [], None
+    # Every check before anything is written: a refused export leaves --out as it was.
+    check_export_target(args.model, args.out, args.force)
     modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
-    for split in [s.strip() for s in args.splits.split(",") if s.strip()]:
+    if unknown := sorted(set(modes) - set(MODES)):
+        raise ValueError(f"unknown --modes {unknown}; choose from {sorted(MODES)}")
+    splits = [s.strip() for s in args.splits.split(",") if s.strip()]
+    corpus = args.corpus or (default_corpus_dir() if splits else None)
+    for split in splits:
+        if not load_dialogues(corpus, split):  # no corpus: says to run `drvoice-lab data build`
+            raise ValueError(f"split {split!r} of {corpus} is empty")
+    out = export_model(args.model, args.out, force=args.force)
+    reports, asr = [], None
+    for split in splits:
         asr = asr or WhisperASR()
         chat = VoiceChat.from_checkpoint(out)  # what ships: the fp16 weights
-        report = evaluate(chat, args.corpus or default_corpus_dir(), split, modes, args.limit, asr)
+        report = evaluate(chat, corpus, split, modes, args.limit, asr)
         print(markdown_table(report))
         reports.append(report)
     card = write_card(out, reports)
@@ -495,7 +559,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except ValueError as err:  # configuration and input problems: a message, not a traceback
+    # Input, configuration and file problems (missing, unreadable, unwritable): a message
+    # that names the file, exit code 2, not a traceback.
+    except (ValueError, OSError) as err:
         print(f"drvoice-lab {args.command}: error: {err}", file=sys.stderr)
         return 2
 

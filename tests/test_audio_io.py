@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -105,6 +107,46 @@ def test_truncated_wav_and_missing_file(tmp_path):
         load_audio(truncated)
     with pytest.raises(UnreadableAudioError, match="no such file"):
         load_audio(tmp_path / "missing.wav")
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.99])
+def test_wav_cut_short_is_refused_not_read_in_part(tmp_path, keep):
+    """libsndfile reads the frames a cut file still has; the header says how many it should."""
+    good = tmp_path / "good.wav"
+    sf.write(good, tone(), 16_000)
+    data = good.read_bytes()[: int(good.stat().st_size * keep)]
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(data)
+    assert 0 < sf.info(cut).frames < 16_000  # what soundfile alone would accept
+    with pytest.raises(UnreadableAudioError, match=r"cut\.wav: truncated wav .*announces 1\.00 s"):
+        load_audio(cut)
+    with pytest.raises(UnreadableAudioError, match="truncated"):
+        load_audio(data)
+
+
+def test_streamed_wav_without_a_final_size_is_read(tmp_path):
+    """A writer that could not seek back leaves the data size at its maximum: not a cut file."""
+    path = tmp_path / "streamed.wav"
+    sf.write(path, tone(), 16_000)
+    raw = bytearray(path.read_bytes())
+    at = raw.index(b"data") + 4
+    raw[at : at + 4] = (0xFFFFFFFF).to_bytes(4, "little")
+    path.write_bytes(bytes(raw))
+    assert len(load_audio(path)) == 16_000
+
+
+def test_a_folder_is_named_as_a_folder(tmp_path):
+    with pytest.raises(UnreadableAudioError, match="is a directory"):
+        load_audio(tmp_path)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file; see test_bad_input")
+def test_unreadable_file_says_permission_denied(tmp_path):
+    path = tmp_path / "locked.wav"
+    sf.write(path, tone(), 16_000)
+    path.chmod(0)
+    with pytest.raises(UnreadableAudioError, match=r"locked\.wav: permission denied"):
+        load_audio(path)
 
 
 @pytest.mark.parametrize("channels", [1, 2])

@@ -11,6 +11,7 @@ NAME: 'default' (the embedded mel codec), a directory holding a fitted codec, or
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -48,10 +49,11 @@ def add_speech_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_speech_encode(args: argparse.Namespace) -> int:
-    from drvoice_lab.audio import load_audio
+    from drvoice_lab.audio.io import check_writable, load_audio
 
     def run() -> None:
         wav = load_audio(args.input)  # validated float32 mono 16 kHz
+        check_writable(args.out)  # before the work, not after
         ids = _tokenizer(args).encode(wav)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         np.save(args.out, ids)
@@ -61,11 +63,16 @@ def cmd_speech_encode(args: argparse.Namespace) -> int:
 
 
 def cmd_speech_decode(args: argparse.Namespace) -> int:
-    from drvoice_lab.audio import write_audio
+    from drvoice_lab.audio.io import check_audio_out, write_audio
 
     def run() -> None:
         ids = read_ids(args.input)
         tok = _tokenizer(args)
+        try:
+            ids = tok.check_ids(ids)
+        except ValueError as err:  # ids of another codebook
+            raise ValueError(f"{args.input}: {err}; encode with the same --tokenizer") from err
+        check_audio_out(args.out)
         wav = tok.decode(ids)
         write_audio(args.out, wav, tok.sample_rate)
         seconds = len(wav) / tok.sample_rate
@@ -75,12 +82,13 @@ def cmd_speech_decode(args: argparse.Namespace) -> int:
 
 
 def cmd_speech_say(args: argparse.Namespace) -> int:
-    from drvoice_lab.audio import write_audio
+    from drvoice_lab.audio.io import check_audio_out, write_audio
     from drvoice_lab.data.voices import Voice
 
     def run() -> None:
         if not args.text.strip():
             raise ValueError("nothing to say: the text is empty")
+        check_audio_out(args.out)
         wav = Voice.parse(args.voice).synthesize(args.text)
         write_audio(args.out, wav, 16_000)
         print(f"{args.voice}: {len(wav) / 16_000:.2f} s -> {args.out}")
@@ -88,17 +96,69 @@ def cmd_speech_say(args: argparse.Namespace) -> int:
     return _guard(run)
 
 
+NPY_MAGIC = b"\x93NUMPY"
+
+
 def read_ids(path: Path) -> np.ndarray:
-    """Load a 1-D integer .npy (no pickles) or raise ValueError saying what is wrong."""
-    if not Path(path).is_file():
-        raise ValueError(f"no such file: {path}")
+    """Load a non-empty 1-D integer .npy (never a pickle) or raise ValueError saying what is
+    wrong and what to do."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"no such file: {path}" if not path.exists() else f"{path} is a folder")
+    hint = "write token ids with `drvoice-lab speech encode` or numpy.save"
+    try:
+        with open(path, "rb") as handle:
+            magic = handle.read(len(NPY_MAGIC))
+    except OSError as err:
+        raise ValueError(f"cannot read {path}: {err.strerror or err}") from err
+    # Without this, NumPy takes any other file for a pickle and suggests loading it unsafely.
+    if magic != NPY_MAGIC:
+        raise ValueError(f"{path} is not a .npy file (no NumPy header); {hint}")
     try:
         ids = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as err:
-        raise ValueError(f"cannot read {path} as a .npy array of token ids ({err})") from err
+    except (ValueError, OSError, EOFError) as err:
+        detail = "it holds Python objects" if "allow_pickle" in str(err) else str(err)
+        raise ValueError(f"cannot read {path} as token ids ({detail}); {hint}") from err
     if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
-        raise ValueError(f"{path} must hold a 1-D integer array, got {ids.dtype} {ids.shape}")
+        raise ValueError(
+            f"{path} must hold a 1-D integer array, got {ids.dtype} {ids.shape}; {hint}"
+        )
+    if ids.size == 0:
+        raise ValueError(f"{path} holds no token ids (an empty array): nothing to decode")
     return ids
+
+
+def int_at_least(low: int):
+    """argparse type: an integer >= ``low`` (otherwise a usage error, exit code 2)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    return parse
+
+
+def float_in(low: float, high: float = math.inf, low_open: bool = False):
+    """argparse type: a finite float in [low, high] (``low_open``: (low, high])."""
+    shown = f"{'(' if low_open else '['}{low:g}, {high:g}]" if high < math.inf else None
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        too_low = value <= low if low_open else value < low
+        if not math.isfinite(value) or too_low or value > high:
+            need = f"in {shown}" if shown else f"{'>' if low_open else '>='} {low:g}"
+            raise argparse.ArgumentTypeError(f"must be a number {need}, got {text}")
+        return value
+
+    return parse
 
 
 def _tokenizer(args: argparse.Namespace):
@@ -113,7 +173,7 @@ def _guard(run) -> int:
 
     try:
         run()
-    except (ValueError, FileNotFoundError, CosyVoiceUnavailable) as err:
+    except (ValueError, OSError, CosyVoiceUnavailable) as err:  # OSError: e.g. a full disk
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -6,6 +6,10 @@ recipe, the training facts and a model card (README.md) with the evaluation tabl
 embedded default model (``drvoice_lab/assets/default_model``) is made this way; see
 ``make default-model``.
 
+An export folder carries a marker file (``.drvoice-export``): only such a folder is ever
+replaced by a later export, and only with ``force``; a folder that overlaps the source model
+is always refused.
+
 ``merge_backbones`` is the Core-Cocktail merge as its own step: backbone <- alpha * tuned +
 (1 - alpha) * base, everything else from the tuned model.
 """
@@ -19,18 +23,54 @@ from pathlib import Path
 
 import torch
 
+from drvoice_lab.audio.io import check_writable
 from drvoice_lab.inference.pipeline import SPEECH_TOKENIZER_REF, CheckpointError, load_checkpoint
 
 SIDE_FILES = ("text_tokenizer.json", SPEECH_TOKENIZER_REF, "recipe.json", "training.json")
+MARKER = ".drvoice-export"  # written into every export folder: the licence to replace it
+
+
+class ExportError(ValueError):
+    """``--out`` cannot be written without destroying something export did not make."""
+
+
+def check_export_target(final_dir: str | Path, out_dir: str | Path, force: bool = False) -> None:
+    """Raise ExportError unless ``out_dir`` is new, empty, or an earlier export and ``force``."""
+    final, out = Path(final_dir).resolve(), Path(out_dir).resolve()
+    if out.is_relative_to(final) or final.is_relative_to(out):
+        where = "is" if out == final else "lies inside" if out.is_relative_to(final) else "holds"
+        raise ExportError(
+            f"--out {out_dir} {where} the model folder {final_dir}; export to a folder of its "
+            "own (nothing was changed)"
+        )
+    if Path(out_dir).is_symlink():
+        raise ExportError(f"--out {out_dir} is a symbolic link; pass the folder itself")
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"--out {out_dir} is a file; choose a folder name")
+    if not out.exists() or not any(out.iterdir()):
+        return
+    if not (out / MARKER).is_file():
+        raise ExportError(
+            f"--out {out_dir} is not empty and was not written by `drvoice-lab export`; "
+            "choose a new or empty folder (nothing was changed)"
+        )
+    if not force:
+        raise ExportError(f"--out {out_dir} holds an earlier export; pass --force to replace it")
 
 
 def export_model(
-    final_dir: str | Path, out_dir: str | Path, dtype: torch.dtype = torch.float16
+    final_dir: str | Path,
+    out_dir: str | Path,
+    dtype: torch.dtype = torch.float16,
+    force: bool = False,
 ) -> Path:
     """Write ``final_dir``'s model to ``out_dir`` in ``dtype`` with its side files and a model
-    card (without evaluation: see :func:`write_card`). Replaces ``out_dir`` only once the new
-    folder is complete, so a failed export leaves the old one in place."""
+    card (without evaluation: see :func:`write_card`). An existing ``out_dir`` must be empty,
+    or an earlier export with ``force`` (see :func:`check_export_target`); it is replaced only
+    once the new folder is complete, so a failed export leaves it as it was."""
     final, out = Path(final_dir), Path(out_dir)
+    check_export_target(final, out, force)
+    check_writable(out.parent, folder=True)  # staging is made there, and renamed into place
     model, _ = load_checkpoint(final)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -41,12 +81,25 @@ def export_model(
             if (final / name).exists():
                 shutil.copy(final / name, staging / name)
         write_card(staging)
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
+        marker = {"written_by": "drvoice-lab export", "source": str(final.resolve())}
+        (staging / MARKER).write_text(json.dumps(marker) + "\n")
+        check_export_target(final, out, force)  # again: the folder may have changed meanwhile
+        _swap_into_place(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out
+
+
+def _swap_into_place(staging: Path, out: Path) -> None:
+    """Rename ``staging`` to ``out``; an old ``out`` (checked: empty or an export) is renamed
+    aside first and deleted last, so a crash in between leaves it recoverable beside ``out``."""
+    if not out.exists():
+        staging.rename(out)
+        return
+    old = staging.with_name(staging.name + ".old")
+    out.rename(old)
+    staging.rename(out)
+    shutil.rmtree(old)
 
 
 def write_card(folder: str | Path, reports: list[dict] | None = None) -> Path:
