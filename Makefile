@@ -29,7 +29,7 @@ demo-cli: setup
 default-model: setup
 	$(VENV)/bin/drvoice-lab data build
 	$(VENV)/bin/drvoice-lab train --recipe tiny --out runs/tiny
-	$(VENV)/bin/drvoice-lab export runs/tiny/final --out drvoice_lab/assets/default_model
+	$(VENV)/bin/drvoice-lab export runs/tiny/final --out drvoice_lab/assets/default_model --force
 
 # JupyterLab on the notebooks (127.0.0.1 only; --allow-root for root shells and containers).
 lab: setup

