@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # What a lent GPU machine runs, in one call: the kernel tests on CUDA tensors, then the three
-# kernel benchmarks (tiny and 7B sizes, bf16). Uses the machine's own python3 (its torch and
+# kernel suites of `drvoice-lab bench` (tiny and 7B sizes, bf16) through their thin scripts,
+# which need only torch, Triton and transformers. Uses the machine's own python3 (its torch and
 # Triton), not this project's pins; nothing is installed.
 #
 #   bash bench/gpu_check.sh OUTDIR     # OUTDIR gets env.txt, pytest.txt, bench.log, <kernel>.csv
 #
-# Afterwards, append the CSV rows (without their header) to bench/results/<kernel>.csv.
+# The CSVs share bench/results/<kernel>.csv's header: append their rows (tail -n +2).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:?usage: bash bench/gpu_check.sh OUTDIR}

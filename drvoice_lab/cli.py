@@ -464,26 +464,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "bench", help="resolution compute, latency profile, training throughput, matmul ceiling"
-    )
-    p.add_argument(
-        "--suites",
-        default="ceiling,latency,resolution,training",
-        help="comma-separated: ceiling, latency, resolution, training",
-    )
-    p.add_argument("--out", default="bench/results", help="folder of the CSVs and SUMMARY.md")
-    p.add_argument("--checkpoint", default=None, help="model for the latency suite")
-    p.add_argument("--quick", action="store_true", help="tiny sizes, seconds not minutes")
+    from drvoice_lab.benchmarks.run import configure_parser
+
+    p = sub.add_parser("bench", help="benchmark suites: kernels, latency, compute, codec, ...")
+    configure_parser(p)
     p.set_defaults(func=cmd_bench)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from drvoice_lab.benchmarks.run import BenchSettings, run_bench
+    from drvoice_lab.benchmarks.run import run_bench, settings_from_args
 
-    suites = tuple(s.strip() for s in args.suites.split(",") if s.strip())
-    settings = BenchSettings(suites, Path(args.out), args.checkpoint, args.quick)
-    run_bench(settings)
+    run_bench(settings_from_args(args))
     return 0
 
 

@@ -1,9 +1,13 @@
-"""`drvoice-lab bench`: the analytic FLOP counts agree with torch's FLOP counter, and a quick
-run of every suite writes its CSV rows and the Markdown summary."""
+"""`drvoice-lab bench`: the analytic FLOP counts agree with torch's FLOP counter, the one CSV
+writer keeps one schema, a quick run of the default suites writes its CSV rows and the Markdown
+summary, and a kernel suite skips Triton cleanly on a CPU."""
 
 from __future__ import annotations
 
-import csv
+import argparse
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,7 +15,7 @@ from helpers import run_cli
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import DynamicCache
 
-from drvoice_lab.benchmarks.report import SUITES
+from drvoice_lab.benchmarks.report import HEAD, TAIL, append_rows, latest_points, read_rows
 from drvoice_lab.benchmarks.resolution import (
     PROMPT_POSITIONS,
     Backbone,
@@ -19,7 +23,10 @@ from drvoice_lab.benchmarks.resolution import (
     build_transformer,
     positions_for,
 )
-from drvoice_lab.benchmarks.run import ALL_SUITES
+from drvoice_lab.benchmarks.run import configure_parser, main
+from drvoice_lab.benchmarks.suites import DEFAULT_SUITES, RUNNABLE, SUITES
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_positions_of_a_spoken_turn():
@@ -66,27 +73,64 @@ def test_prefill_flops_count_only_the_causal_half_of_attention(tiny):
     assert backbone_flops(cfg, n) == pytest.approx(counted - skipped, rel=1e-6)
 
 
-def test_quick_bench_writes_every_suite_and_the_summary(tmp_path):
+def test_the_writer_keeps_one_schema_and_every_row(tmp_path):
+    path = tmp_path / "demo.csv"
+    stamp = {"date": "2026-01-01T00:00:00", "device": "CPU test", "threads": 2}
+    append_rows(path, "demo", [{"provider": "torch", "size": "tiny", "ms": 1.5}], stamp)
+    later = {**stamp, "date": "2026-01-02T00:00:00"}
+    append_rows(path, "demo", [{"provider": "torch", "size": "tiny", "ms": 1.0, "mb": 3}], later)
+    fields, rows = read_rows(path)
+    assert fields == [*HEAD, "ms", "mb", *TAIL]  # a new column: the file is rewritten
+    assert [r["ms"] for r in rows] == ["1.5", "1.0"] and rows[0]["mb"] == ""
+    assert {r["suite"] for r in rows} == {"demo"}
+    assert latest_points(path, ("provider", "size")) == rows[1:]
+
+
+def test_help_lists_every_suite():
+    parser = argparse.ArgumentParser()
+    configure_parser(parser)
+    text = parser.format_help()
+    assert all(name in text for name in RUNNABLE)
+    assert "ablation" not in RUNNABLE  # `drvoice-lab ablate` writes that suite
+
+
+def test_quick_bench_writes_every_default_suite_and_the_summary(tmp_path):
     out = run_cli("bench", "--quick", "--out", str(tmp_path), timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     summary = (tmp_path / "SUMMARY.md").read_text()
     assert "k-sweep" not in summary  # `drvoice-lab ablate` writes that one
-    for suite in ALL_SUITES:
-        title, columns = SUITES[suite]
-        with (tmp_path / f"{suite}.csv").open() as handle:
-            rows = list(csv.DictReader(handle))
-        assert rows and set(columns) <= set(rows[0]), suite
-        assert title in summary
-    resolution = list(csv.DictReader((tmp_path / "resolution.csv").open()))
+    for suite in DEFAULT_SUITES:
+        fields, rows = read_rows(tmp_path / f"{suite}.csv")
+        assert rows and fields[: len(HEAD)] == list(HEAD) and fields[-len(TAIL) :] == list(TAIL)
+        assert set(SUITES[suite].columns) <= set(fields), suite
+        assert {r["suite"] for r in rows} == {suite} and all(r["provider"] for r in rows)
+        assert SUITES[suite].title in summary
+    resolution = read_rows(tmp_path / "resolution.csv")[1]
     k5 = next(r for r in resolution if r["k"] == "5")
     assert float(k5["positions_ratio"]) > 3.5 and float(k5["flop_ratio"]) > 3.5
-    stages = {r["stage"] for r in csv.DictReader((tmp_path / "latency.csv").open())}
+    stages = {r["stage"] for r in read_rows(tmp_path / "latency.csv")[1]}
     assert {"encoder", "backbone_prefill", "srh_k_steps", "detokenizer_chunk"} <= stages
-    again = run_cli("bench", "--quick", "--suites", "ceiling", "--out", str(tmp_path))
-    assert again.returncode == 0
-    assert len(list(csv.DictReader((tmp_path / "ceiling.csv").open()))) == 4  # appended
 
 
-def test_unknown_suite_is_a_message(tmp_path):
-    out = run_cli("bench", "--suites", "speed", "--out", str(tmp_path))
-    assert out.returncode == 2 and "unknown bench suites" in out.stderr
+def test_kernel_script_skips_triton_on_cpu_and_measures_torch(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_grouping.py"), "--quick", "--providers",
+         "triton", "torch", "--modes", "forward", "full", "--csv", str(tmp_path / "g.csv")],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = read_rows(tmp_path / "g.csv")[1]
+    cuda = torch.cuda.is_available()
+    assert {r["provider"] for r in rows} == ({"triton", "torch"} if cuda else {"torch"})
+    assert cuda or "skipping provider triton: no CUDA device" in out.stdout
+    assert {(r["suite"], r["mode"], r["size"]) for r in rows} == {
+        ("grouping", "forward", "tiny"),
+        ("grouping", "full", "tiny"),
+    }
+    assert all(float(r["median_ms"]) > 0 and not float(r["peak_mem_mb"]) < 0 for r in rows)
+
+
+def test_unknown_suite_is_a_message(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["speed"])
+    assert exit_.value.code == 2 and "unknown bench suites" in capsys.readouterr().err

@@ -1,2 +1,2 @@
-"""Benchmarks behind `drvoice-lab bench`: resolution compute (5 Hz vs 25 Hz), the latency
-profile of a spoken turn, training throughput, and the machine's matmul ceiling."""
+"""Benchmarks behind `drvoice-lab bench` (suites listed in ``suites.py``) and
+`drvoice-lab ablate`; every result row goes through ``report.append_rows``."""

@@ -150,7 +150,8 @@ def run_ablation(settings: AblationSettings, say: Callable[[str], None] = print)
         say(f"[ablate] {name}: {VARIANTS[name]} at {budget}")
         row = run_variant(name, settings, asr)
         rows.append(row)
-        report.append_rows(settings.results, "ablation", stamp, [row])
+        labels = {"provider": "torch", "mode": "train+eval", "size": Path(settings.recipe).stem}
+        report.append_rows(settings.results / "ablation.csv", "ablation", [labels | row], stamp)
         say(
             f"[ablate] {name}: S2T EM {row['s2t_em']:.2f} F1 {row['s2t_f1']:.2f} | S2M EM "
             f"{row['s2m_em']:.2f} F1 {row['s2m_f1']:.2f} ASR-WER {row['s2m_asr_wer']:.2f} | "

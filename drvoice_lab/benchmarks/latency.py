@@ -6,7 +6,7 @@ Stages: Whisper encoder, adapter (50 Hz -> 25 Hz -> grouped 5 Hz), backbone pref
 prefill (the prompt's sub-states into the SRH's cache), one backbone decode step, the k SRH
 steps of one position, and one detokenizer chunk (one position's audio). Times come from
 ``VoiceChat.stream``'s per-stage clocks, which start when ``stream`` is called (file reading
-and VAD not included; see bench/voice_latency.py for that path); the adapter is timed on its
+and VAD not included; the `voice_latency` suite measures that path); the adapter is timed on its
 own, and runs again inside the prefill. FLOPs are counted from the configs.
 """
 
@@ -19,8 +19,11 @@ import numpy as np
 import torch
 from transformers import PretrainedConfig
 
+from drvoice_lab.benchmarks import machine
 from drvoice_lab.benchmarks.resolution import backbone_flops
-from drvoice_lab.inference.pipeline import VoiceChat
+from drvoice_lab.inference.pipeline import VoiceChat, default_checkpoint
+
+QUESTION = "Which city is the capital of Japan?"
 
 
 def encoder_flops(cfg: PretrainedConfig, frames: int) -> float:
@@ -98,12 +101,24 @@ def latency_rows(chat: VoiceChat, wav: np.ndarray, warm_turns: int, gflops: floa
     prompt = _prompt_positions(chat, wav)
     flops = stage_flops(chat.model, cold["frames"], prompt)
     rows = []
-    for stage in ("encoder", "adapter", "backbone_prefill", "srh_prefill", "backbone_step",
-                  "srh_k_steps", "detokenizer_chunk", "first_audio", "total"):  # fmt: skip
+    for stage in (
+        "encoder",
+        "adapter",
+        "backbone_prefill",
+        "srh_prefill",
+        "backbone_step",
+        "srh_k_steps",
+        "detokenizer_chunk",
+        "first_audio",
+        "total",
+    ):
         f = flops.get(stage, float("nan"))
         achieved = f / warm[stage] / 1e9 if warm[stage] > 0 else float("nan")
         rows.append(
             {
+                "provider": "torch",
+                "mode": "S2M turn",
+                "size": f"{len(wav) / 16_000:.2f} s question",
                 "stage": stage,
                 "cold_ms": round(1000 * cold[stage], 3),
                 "warm_ms": round(1000 * warm[stage], 3),
@@ -126,3 +141,17 @@ def _prompt_positions(chat: VoiceChat, wav: np.ndarray) -> int:
         _, lengths = chat.encoder.encode([wav])
     turn = TurnInput("", "", user_frames=int(lengths[0]), answer_speech=np.zeros(0, np.int64))
     return format_dialogue([turn], "S2M", chat.config, chat.tokenizer).prompt_positions
+
+
+def bench(settings, say) -> list[dict]:
+    """The `latency` suite: one held-out voice asks ``QUESTION``; the ceiling is the `ceiling`
+    suite's (measured once per process)."""
+    from drvoice_lab.data.voices import HELDOUT_USER_VOICES
+
+    gflops = max(r["gflops"] for r in machine.ceiling_rows(settings.quick, settings.reps or 10))
+    chat = VoiceChat.from_checkpoint(settings.checkpoint or default_checkpoint())
+    wav = HELDOUT_USER_VOICES[0].synthesize(QUESTION)  # 16 kHz
+    rows = latency_rows(chat, wav, warm_turns=1 if settings.quick else 5, gflops=gflops)
+    for row in rows:
+        say(f"  {row['stage']:<18} cold {row['cold_ms']:9.2f} ms  warm {row['warm_ms']:9.2f} ms")
+    return rows

@@ -1,17 +1,26 @@
-"""What this machine is and what it can do: a description for every result row, and the
-measured matmul ceiling (GFLOP/s) that stage timings are compared against."""
+"""What this machine is and what it can do: the stamp on every result row, timing and memory
+helpers shared by the suites, and the measured matmul ceiling (the `ceiling` suite)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import json
 import os
 import platform
 import re
+import resource
 import statistics
+import subprocess
+import sys
 import time
+from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import torch
+
+CHILD_MARKER = "BENCH-CHILD-RESULT "
 
 
 def cpu_name() -> str:
@@ -28,33 +37,104 @@ def device_name() -> str:
     return f"CPU {cpu_name()}"
 
 
-def machine_fields() -> dict:
-    """Columns every benchmark row starts with."""
-    import transformers
+def _version(package: str) -> str:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return ""
 
+
+def machine_fields() -> dict:
+    """The stamp every result row carries (see ``report.HEAD`` and ``report.TAIL``)."""
     return {
         "date": dt.datetime.now().isoformat(timespec="seconds"),
         "device": device_name(),
         "cpus": os.cpu_count(),
         "threads": torch.get_num_threads(),
-        "load1": round(os.getloadavg()[0], 2),
+        "load1": round(os.getloadavg()[0], 2),  # other jobs share the CPUs: timings depend on it
         "torch": torch.__version__,
-        "transformers": transformers.__version__,
+        "triton": _version("triton"),
+        "transformers": _version("transformers"),
     }
 
 
+# ---------------------------------------------------------------------------- time and memory
+def timings(fn: Callable[[], object], reps: int) -> list[float]:
+    """Wall seconds of ``reps`` calls of ``fn`` after one warm-up call (CUDA synchronised)."""
+    fn()
+    cuda, times = torch.cuda.is_available(), []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        if cuda:
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def rss_mb() -> tuple[float, float]:
+    """(current, peak) resident set of this process in MB: VmRSS and VmHWM (``ru_maxrss`` would
+    include the parent's peak, which Linux carries across fork + exec)."""
+    try:
+        status = Path("/proc/self/status").read_text()
+        kb = (int(re.search(rf"{k}:\s+(\d+)", status).group(1)) for k in ("VmRSS", "VmHWM"))
+        return tuple(x / 1024 for x in kb)
+    except (OSError, AttributeError):  # not Linux
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return peak, peak
+
+
+def reset_peak_rss() -> bool:
+    """Reset VmHWM to the current resident set; False where the kernel does not allow it."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def run_child(module: str, function: str, *args) -> object:
+    """``module.function(*args)`` in a fresh Python process (its own peak memory, its own
+    allocator settings); arguments and result travel as JSON."""
+    code = (
+        f"import json, sys; from {module} import {function}; "
+        f"print({CHILD_MARKER!r} + json.dumps({function}(*json.loads(sys.argv[1]))))"
+    )
+    cmd = [sys.executable, "-c", code, json.dumps(args)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    if out.returncode != 0:
+        raise RuntimeError(f"{module}.{function}{args} failed:\n{out.stderr[-2000:]}")
+    line = next(x for x in out.stdout.splitlines() if x.startswith(CHILD_MARKER))
+    return json.loads(line.removeprefix(CHILD_MARKER))
+
+
+# ---------------------------------------------------------------------------- matmul ceiling
 def matmul_gflops(n: int = 1024, reps: int = 10, dtype: torch.dtype = torch.float32) -> float:
     """Median GFLOP/s of an (n x n) @ (n x n) product in ``dtype`` with torch's current
     threads: the practical ceiling for the dense layers of the model on this machine."""
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    torch.mm(a, b)  # warm-up
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        torch.mm(a, b)
-        times.append(time.perf_counter() - start)
-    return 2 * n**3 / statistics.median(times) / 1e9
+    return 2 * n**3 / statistics.median(timings(lambda: torch.mm(a, b), reps)) / 1e9
 
 
-def ceiling_rows(sizes: tuple[int, ...] = (256, 1024, 2048), reps: int = 10) -> list[dict]:
-    return [{"n": n, "dtype": "float32", "gflops": round(matmul_gflops(n, reps), 2)} for n in sizes]
+@functools.cache
+def ceiling_rows(quick: bool = False, reps: int = 10) -> tuple[dict, ...]:
+    """One row per matrix size (measured once per process: the latency suite re-uses it)."""
+    sizes = (256, 512) if quick else (256, 1024, 2048)
+    return tuple(
+        {
+            "provider": "torch",
+            "mode": "matmul",
+            "size": f"n={n}",
+            "dtype": "float32",
+            "gflops": round(matmul_gflops(n, reps), 2),
+        }
+        for n in sizes
+    )
+
+
+def ceiling(settings, say: Callable[[str], None]) -> list[dict]:
+    """The `ceiling` suite: dense fp32 matmul GFLOP/s."""
+    rows = list(ceiling_rows(settings.quick, settings.reps or 10))
+    for row in rows:
+        say(f"  {row['size']:<8} {row['gflops']:9.2f} GFLOP/s")
+    return rows

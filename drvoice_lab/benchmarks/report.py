@@ -1,102 +1,87 @@
-"""Benchmark results: one CSV per suite (rows appended, each run stamped with its date and
-machine), and a Markdown summary regenerated from the CSVs (the latest run of each suite)."""
+"""Benchmark results: the one CSV writer, and a Markdown summary regenerated from the CSVs.
+
+One schema for every suite: each row of ``<folder>/<suite>.csv`` has the columns
+
+* ``HEAD``: date, device, suite, provider, mode, size (what ran where, and when);
+* the suite's own fields (its metrics and parameters, free-form, named by the suite);
+* ``TAIL``: cpus, threads, load1, torch, triton, transformers, note (the environment).
+
+A suite that adds a field later does not start a new file: the file is rewritten with the
+union of the columns, every earlier row kept (empty in the new column).
+"""
 
 from __future__ import annotations
 
 import csv
 from pathlib import Path
 
+from drvoice_lab.benchmarks import machine
+from drvoice_lab.benchmarks.suites import SUITES
+
 SUMMARY = "SUMMARY.md"
-
-# suite -> (title, columns shown in the summary)
-SUITES = {
-    "resolution": (
-        "Resolution compute: one spoken turn, backbone prefill and decode step per k "
-        "(ratios to k = 1)",
-        [
-            "backbone",
-            "seconds",
-            "k",
-            "positions",
-            "prefill_gflop",
-            "prefill_ms",
-            "step_ms",
-            "positions_ratio",
-            "flop_ratio",
-            "prefill_speedup",
-            "step_speedup",
-        ],
-    ),  # fmt: skip
-    "latency": (
-        "Latency profile of one spoken turn (default model; cold = first turn after loading)",
-        ["stage", "cold_ms", "warm_ms", "gflop", "achieved_gflops", "ceiling_fraction"],
-    ),
-    "training": (
-        "Training throughput, tiny preset: full fine-tuning vs LoRA",
-        [
-            "variant",
-            "trainable_params",
-            "batch",
-            "positions",
-            "samples_per_s",
-            "step_ms",
-            "training_rss_mb",
-            "peak_rss_mb",
-        ],
-    ),  # fmt: skip
-    "ceiling": ("Machine ceiling: dense matmul", ["n", "dtype", "gflops"]),
-    "ablation": (
-        "k-sweep and head ablation (`drvoice-lab ablate`): the same recipe and steps per "
-        "variant, held-out dialogues",
-        [
-            "variant",
-            "k",
-            "speech_head",
-            "s2m_positions",
-            "steps",
-            "train_min",
-            "s2t_em",
-            "s2t_f1",
-            "s2m_em",
-            "s2m_f1",
-            "s2m_asr_wer",
-            "tokenizer_wer",
-            "dialogues",
-            "scale",
-        ],
-    ),  # fmt: skip
-}
+HEAD = ("date", "device", "suite", "provider", "mode", "size")
+TAIL = ("cpus", "threads", "load1", "torch", "triton", "transformers", "note")
 
 
-def append_rows(folder: Path, suite: str, machine: dict, rows: list[dict]) -> Path:
-    """Append ``rows`` (each prefixed with the ``machine`` columns) to ``<folder>/<suite>.csv``."""
-    path = Path(folder) / f"{suite}.csv"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    full = [{**machine, **row} for row in rows]
-    fields = list(full[0])
-    if path.exists():
-        with path.open() as handle:
-            header = next(csv.reader(handle), [])
-        if header != fields:  # columns changed: keep the old file, start a new one beside it
-            stamp = machine["date"].replace(":", "")
-            path.rename(path.with_name(f"{suite}.until-{stamp}.csv"))
-    new = not path.exists()
-    with path.open("a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields)
-        if new:
+def read_rows(path: Path) -> tuple[list[str], list[dict]]:
+    """(columns, rows) of a results CSV; ``([], [])`` when it does not exist yet."""
+    if not Path(path).exists():
+        return [], []
+    with Path(path).open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        return list(reader.fieldnames or []), list(reader)
+
+
+def columns(*names: list[str]) -> list[str]:
+    """The schema's column order for rows that name ``names``: HEAD, the rest, TAIL."""
+    middle = dict.fromkeys(n for group in names for n in group if n not in HEAD + TAIL)
+    return [*HEAD, *middle, *TAIL]
+
+
+def write_rows(path: Path, rows: list[dict], fields: list[str]) -> None:
+    """Write a whole results CSV (used when its columns change, and by migrations)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with Path(path).open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def append_rows(path: Path, suite: str, rows: list[dict], stamp: dict | None = None) -> Path:
+    """Append ``rows`` of ``suite`` to the CSV at ``path``, each stamped with the machine
+    (``stamp``, default: now); rows set provider, mode, size, note and their own fields."""
+    stamp = stamp or machine.machine_fields()
+    new = [{**stamp, "suite": suite, **row} for row in rows]
+    old_fields, old_rows = read_rows(path)
+    fields = columns(old_fields, *(list(r) for r in new))
+    if old_fields and old_fields != fields:
+        write_rows(path, old_rows + new, fields)
+        return Path(path)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with Path(path).open("a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields, restval="")
+        if not old_fields:
             writer.writeheader()
-        writer.writerows(full)
-    return path
+        writer.writerows(new)
+    return Path(path)
 
 
 def latest_run(path: Path) -> list[dict]:
     """The rows of the last run in a suite's CSV (rows sharing the last row's date)."""
-    with path.open() as handle:
-        rows = list(csv.DictReader(handle))
+    rows = read_rows(path)[1]
     if not rows:
         return []
     last = rows[-1]["date"]
     return [r for r in rows if r["date"] == last]
+
+
+def latest_points(path: Path, key: tuple[str, ...]) -> list[dict]:
+    """The latest row of every ``key`` value on the device of the last row (a kernel suite
+    run one size at a time still shows every size)."""
+    rows = read_rows(path)[1]
+    device = rows[-1]["device"] if rows else None
+    latest = {tuple(r[k] for k in key): r for r in rows if r["device"] == device}
+    return list(latest.values())
 
 
 def _cell(value: str) -> str:
@@ -109,29 +94,32 @@ def _cell(value: str) -> str:
     return f"{number:.3g}" if abs(number) < 1000 else f"{number:.0f}"
 
 
+def _table_row(cells) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _stamp_line(row: dict) -> str:
+    parts = [row["date"], row["device"]]
+    if row.get("threads"):
+        parts.append(f"{row['threads']} threads")
+    if row.get("load1"):
+        parts.append(f"load {row['load1']}")
+    parts += [f"{name} {row[name]}" for name in ("torch", "triton") if row.get(name)]
+    return " · ".join(parts)
+
+
 def write_summary(folder: Path) -> Path:
-    """Regenerate ``<folder>/SUMMARY.md`` from the suites' CSVs."""
+    """Regenerate ``<folder>/SUMMARY.md``: the latest run of each suite's CSV there."""
     folder = Path(folder)
     parts = ["# Benchmark summary", "", "Regenerated by `drvoice-lab bench` from the CSVs here."]
-    for suite, (title, columns) in SUITES.items():
-        path = folder / f"{suite}.csv"
-        if not path.exists():
-            continue
-        rows = latest_run(path)
+    for name, suite in SUITES.items():
+        path = folder / f"{name}.csv"
+        rows = latest_points(path, suite.latest_by) if suite.latest_by else latest_run(path)
         if not rows:
             continue
-        head = rows[0]
-        parts += [
-            "",
-            f"## {title}",
-            "",
-            f"{head['date']} · {head['device']} · {head['threads']} threads · "
-            f"load {head['load1']} · torch {head['torch']}",
-            "",
-            "| " + " | ".join(columns) + " |",
-            "|" + "---|" * len(columns),
-        ]
-        parts += ["| " + " | ".join(_cell(r.get(c, "")) for c in columns) + " |" for r in rows]
+        parts += ["", f"## {suite.title}", "", _stamp_line(rows[0]), ""]
+        parts += [_table_row(suite.columns), "|" + "---|" * len(suite.columns)]
+        parts += [_table_row(_cell(r.get(c) or "") for c in suite.columns) for r in rows]
     out = folder / SUMMARY
     out.write_text("\n".join(parts) + "\n")
     return out

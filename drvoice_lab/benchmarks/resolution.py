@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import math
 import statistics
-import time
 from dataclasses import dataclass
 
 import torch
 from transformers import AutoModelForCausalLM, DynamicCache, PretrainedConfig
 
+from drvoice_lab.benchmarks import machine
 from drvoice_lab.config import DrVoiceConfig
 
 PROMPT_POSITIONS = 16  # system prompt and turn markers before the user's speech
@@ -74,16 +74,6 @@ def build_transformer(cfg: PretrainedConfig) -> torch.nn.Module:
     return AutoModelForCausalLM.from_config(cfg).model.eval()
 
 
-def _median_seconds(fn, reps: int) -> float:
-    fn()  # warm-up: allocations, kernel choice
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 @torch.no_grad()
 def measure(model: torch.nn.Module, cfg: PretrainedConfig, n: int, reps: int) -> dict[str, float]:
     """Median prefill seconds for ``n`` positions and of one decode step after them."""
@@ -99,7 +89,10 @@ def measure(model: torch.nn.Module, cfg: PretrainedConfig, n: int, reps: int) ->
         model(inputs_embeds=step, past_key_values=cache, use_cache=True)
         cache.crop(-1)  # drop the step again: every timed step sees the same n positions
 
-    return {"prefill_s": _median_seconds(prefill, reps), "step_s": _median_seconds(decode, reps)}
+    return {
+        "prefill_s": statistics.median(machine.timings(prefill, reps)),
+        "step_s": statistics.median(machine.timings(decode, reps)),
+    }
 
 
 def resolution_table(
@@ -119,6 +112,9 @@ def resolution_table(
             n = positions_for(s, k)
             timed = measure(model, cfg, n, reps)
             row = {
+                "provider": "torch",
+                "mode": "prefill+step",
+                "size": f"{s:g} s turn",
                 "backbone": backbone.name,
                 "hidden": cfg.hidden_size,
                 "layers": cfg.num_hidden_layers,
@@ -138,4 +134,25 @@ def resolution_table(
             rows.append(row)
             if progress is not None:
                 progress(row)
+    return rows
+
+
+def bench(settings, say) -> list[dict]:
+    """The `resolution` suite: both backbones at 10 / 30 / 60 s (``--quick``: tiny, 10 s,
+    k = 1 and 5)."""
+    if settings.quick:
+        return resolution_table(BACKBONES["tiny"], seconds=(10.0,), ks=(1, 5), reps=1)
+    seconds = settings.seconds or (10.0, 30.0, 60.0)
+    rows = []
+    for backbone in BACKBONES.values():
+        rows += resolution_table(
+            backbone,
+            seconds,
+            reps=settings.reps or 3,
+            progress=lambda r: say(
+                f"  {r['backbone']:<28} {r['seconds']:4.0f} s  k={r['k']}  "
+                f"{r['positions']:5d} positions  prefill {r['prefill_ms']:9.2f} ms "
+                f"(x{r['prefill_speedup']:.2f})  step {r['step_ms']:7.3f} ms"
+            ),
+        )
     return rows

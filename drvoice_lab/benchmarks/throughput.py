@@ -1,4 +1,4 @@
-"""Training throughput of the tiny preset: full fine-tuning versus LoRA.
+"""Training throughput of the tiny preset: full fine-tuning versus LoRA (the `training` suite).
 
 Each variant runs in its own child process (so peak memory is its own): build the model,
 note the resident set, then train on a fixed synthetic T2M-shaped batch (text and speech
@@ -8,27 +8,13 @@ the peak resident set above the built model (activations, gradients, optimizer s
 
 from __future__ import annotations
 
-import json
-import re
-import resource
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import torch
 
+from drvoice_lab.benchmarks import machine
+
 VARIANTS = ("full", "lora")
-
-
-def _rss_mb() -> float:
-    """Peak resident set of this process so far (VmHWM; ``ru_maxrss`` would include the
-    parent's peak, which Linux carries across fork + exec)."""
-    try:
-        status = Path("/proc/self/status").read_text()
-        return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
-    except (OSError, AttributeError):  # not Linux
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run_variant(variant: str, batch: int, positions: int, steps: int, warmup: int) -> dict:
@@ -49,7 +35,7 @@ def run_variant(variant: str, batch: int, positions: int, steps: int, warmup: in
     k = config.group_size
     text = torch.randint(2, config.text_vocab_size, (batch, positions))  # (B, N)
     speech = torch.randint(0, config.speech_codebook_size, (batch, positions * k))  # (B, N*k)
-    built = _rss_mb()
+    built = machine.rss_mb()[1]
     model.train()
     for step in range(warmup + steps):
         if step == warmup:
@@ -59,30 +45,36 @@ def run_variant(variant: str, batch: int, positions: int, steps: int, warmup: in
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
     seconds = time.perf_counter() - start
+    peak = machine.rss_mb()[1]
     return {
-        "variant": variant,
+        "provider": "torch",
+        "mode": variant,
+        "size": "tiny",
         "trainable_params": sum(p.numel() for p in params),
         "batch": batch,
         "positions": positions,
         "steps": steps,
         "samples_per_s": round(batch * steps / seconds, 3),
         "step_ms": round(1000 * seconds / steps, 2),
-        "peak_rss_mb": round(_rss_mb(), 1),
-        "training_rss_mb": round(_rss_mb() - built, 1),
+        "peak_rss_mb": round(peak, 1),
+        "training_rss_mb": round(peak - built, 1),
     }
 
 
 def throughput_rows(batch: int = 16, positions: int = 40, steps: int = 10, warmup: int = 3):
-    rows = []
-    for variant in VARIANTS:
-        code = (
-            "import json; from drvoice_lab.benchmarks.throughput import run_variant; "
-            f"print(json.dumps(run_variant({variant!r}, {batch}, {positions}, {steps}, {warmup})))"
+    return [
+        machine.run_child(__name__, "run_variant", variant, batch, positions, steps, warmup)
+        for variant in VARIANTS
+    ]
+
+
+def bench(settings, say) -> list[dict]:
+    """The `training` suite (``--quick``: 2 timed steps after 1 warm-up)."""
+    steps = dict(steps=2, warmup=1) if settings.quick else dict(steps=settings.reps or 10)
+    rows = throughput_rows(**steps)
+    for row in rows:
+        say(
+            f"  {row['mode']:<5} {row['samples_per_s']:8.2f} samples/s  "
+            f"{row['training_rss_mb']:8.1f} MB above the model"
         )
-        out = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, timeout=1800
-        )
-        if out.returncode != 0:
-            raise RuntimeError(f"{variant} training benchmark failed:\n{out.stderr[-2000:]}")
-        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     return rows
