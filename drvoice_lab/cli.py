@@ -44,7 +44,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     )
     width = max(len(key) for key in report)
     for key, value in report.items():
-        if key in ("backbone_total", "trainable_total"):
+        if key in ("backbone_total", "trainable_total", "base LLM (frozen)"):
             print("-" * (width + 16))
         print(f"{key:<{width}}  {_human(value):>12}")
     return 0

@@ -264,3 +264,48 @@ def test_info_counts_trainable_and_frozen_parts_of_smol():
     parts = ("backbone.lora", "backbone.added_token_rows", "grouping (W_g)", "srh.transformer")
     assert report["trainable_total"] > sum(report[p] for p in parts)
     assert report["trainable_total"] < 15e6
+
+
+# ----------------------------------------------------------------------- conversations
+@pytest.fixture(scope="module")
+def chat():
+    from drvoice_lab.inference.pipeline import VoiceChat, default_checkpoint
+
+    return VoiceChat.from_checkpoint(default_checkpoint())
+
+
+def test_typed_and_spoken_turns_alternate_in_one_conversation(chat):
+    """Each history turn keeps its own mode and inputs (a typed turn used to break every later
+    spoken one: "mode S2M needs the user's speech")."""
+    from drvoice_lab.data.voices import Voice
+
+    spoken = Voice.parse("espeak:en-us+f2@160").synthesize("Which day follows Monday?")
+    conversation = chat.fork()
+    turns = [("T2M", None, "What is the opposite of hot?"), ("S2M", spoken, None),
+             ("T2T", None, "What color is the sky?"), ("S2T", spoken, None)]  # fmt: skip
+    for mode, audio, text in turns:
+        result = conversation.respond(audio=audio, sample_rate=16000, text=text, mode=mode)
+        assert result.text, mode
+    assert [t.mode for t, _ in conversation.history] == [m for m, _, _ in turns]
+    assert [f is not None for _, f in conversation.history] == [False, True, False, True]
+    alone = chat.fork().respond(audio=spoken, sample_rate=16000, mode="S2M")
+    assert alone.text  # the same spoken turn also works on its own
+
+
+def test_a_conversation_longer_than_the_context_drops_its_oldest_turns(chat, monkeypatch):
+    conversation = chat.fork()
+    for _ in range(3):
+        conversation.respond(text="What is the opposite of hot?", mode="T2T", max_positions=20)
+    from drvoice_lab.data.com import TurnInput
+
+    new = TurnInput("What is the opposite of cold?", "", mode="T2T")
+    whole = conversation._prompt(new, None, 20)[0].prompt_positions
+    alone = chat.fork()._prompt(new, None, 20)[0].prompt_positions
+    limit = alone + 20 + (whole - alone) // 2  # room for some earlier turns, not all three
+    monkeypatch.setattr(chat.config.backbone_config, "max_position_embeddings", limit)
+    with pytest.warns(UserWarning, match="oldest turn is left out"):
+        result = conversation.respond(text="What is the opposite of cold?", mode="T2T",
+                                      max_positions=20)  # fmt: skip
+    assert result.text and len(conversation.history) == 4  # trimmed in the prompt only
+    with pytest.raises(ValueError, match="more than the model's context"):
+        chat.fork().respond(text="What is the opposite of cold?", mode="T2T", max_positions=limit)
