@@ -241,7 +241,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
     from drvoice_lab.audio.io import check_audio_out, load_audio, write_audio
     from drvoice_lab.inference import SamplingConfig
-    from drvoice_lab.inference.pipeline import VoiceChat, default_checkpoint
+    from drvoice_lab.inference.pipeline import VoiceChat
+    from drvoice_lab.model_folder import default_checkpoint
 
     # Bad input fails here, in a second, not after the model has loaded and answered.
     if args.out:
@@ -319,7 +320,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from drvoice_lab.data.com import MODES
     from drvoice_lab.data.corpus import default_corpus_dir, load_dialogues
     from drvoice_lab.evaluation.evaluate import evaluate, markdown_table, write_report
-    from drvoice_lab.inference.pipeline import VoiceChat, default_checkpoint
+    from drvoice_lab.inference.pipeline import VoiceChat
+    from drvoice_lab.model_folder import default_checkpoint
 
     checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
     modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())

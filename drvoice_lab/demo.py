@@ -23,15 +23,15 @@ import soundfile as sf
 
 from drvoice_lab.audio.io import MODEL_SAMPLE_RATE, AudioError, AudioLimits, load_audio
 from drvoice_lab.data.com import MODES
-from drvoice_lab.inference.pipeline import (
+from drvoice_lab.inference.pipeline import VoiceChat
+from drvoice_lab.inference.sampling import SamplingConfig
+from drvoice_lab.inference.timeline import latency_markdown, latency_summary, timeline_html
+from drvoice_lab.model_folder import (
     CheckpointError,
-    VoiceChat,
     default_checkpoint,
     load_checkpoint,
     load_speech_tokenizer_for,
 )
-from drvoice_lab.inference.sampling import SamplingConfig
-from drvoice_lab.inference.timeline import latency_markdown, latency_summary, timeline_html
 
 AUTO = "auto (S2M for speech, T2M for text)"
 DEFAULT_MAX_SECONDS = 30.0  # longest spoken question accepted

@@ -22,7 +22,7 @@ import soundfile as sf
 from helpers import BIN
 
 from drvoice_lab.cli import main
-from drvoice_lab.inference.pipeline import default_checkpoint
+from drvoice_lab.model_folder import default_checkpoint
 from drvoice_lab.training.export import MARKER, ExportError, export_model
 
 IS_ROOT = os.geteuid() == 0

@@ -24,7 +24,8 @@ from drvoice_lab.data.corpus import (
 from drvoice_lab.data.voices import HELDOUT_USER_VOICES
 from drvoice_lab.evaluation.evaluate import WhisperASR, evaluate
 from drvoice_lab.evaluation.metrics import normalize
-from drvoice_lab.inference.pipeline import VoiceChat, default_checkpoint
+from drvoice_lab.inference.pipeline import VoiceChat
+from drvoice_lab.model_folder import default_checkpoint
 
 PROBES = 30
 # Measured on the committed model (see its README.md); a change that drops below these fails.

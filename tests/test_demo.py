@@ -20,7 +20,8 @@ from drvoice_lab.data.voices import HELDOUT_USER_VOICES  # noqa: E402
 from drvoice_lab.demo import AUTO, DemoSettings, choose_mode, launch  # noqa: E402
 from drvoice_lab.evaluation.evaluate import WhisperASR  # noqa: E402
 from drvoice_lab.evaluation.metrics import word_error_rate  # noqa: E402
-from drvoice_lab.inference.pipeline import VoiceChat, default_checkpoint  # noqa: E402
+from drvoice_lab.inference.pipeline import VoiceChat  # noqa: E402
+from drvoice_lab.model_folder import default_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 README_SCREENSHOT = ROOT / "docs" / "images" / "demo.png"  # refreshed on request only
@@ -193,8 +194,8 @@ def test_a_lora_adapter_folder_is_used_and_a_wrong_one_explained(server, tmp_pat
     adapter is a message."""
     import torch
 
-    from drvoice_lab.inference.pipeline import load_checkpoint
-    from drvoice_lab.training.lora import apply_lora, save_adapter
+    from drvoice_lab.model_folder import load_checkpoint
+    from drvoice_lab.modeling.lora import apply_lora, save_adapter
     from drvoice_lab.training.recipe import LoraSettings
 
     model, _ = load_checkpoint(default_checkpoint())

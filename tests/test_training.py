@@ -206,7 +206,7 @@ def test_two_processes_match_one_with_the_same_global_batch(run_setup):
 
 
 def test_finished_run_exports_merges_and_chats(run_setup):
-    from drvoice_lab.inference.pipeline import CheckpointError, load_checkpoint
+    from drvoice_lab.model_folder import CheckpointError, load_checkpoint
     from drvoice_lab.training.export import merge_backbones
 
     root, recipe, env = run_setup
@@ -275,7 +275,7 @@ def test_finished_run_exports_merges_and_chats(run_setup):
 
 
 def test_text_world_stage_trains_the_backbone_on_fresh_text(run_setup, tmp_path):
-    from drvoice_lab.inference.pipeline import load_checkpoint
+    from drvoice_lab.model_folder import load_checkpoint
     from drvoice_lab.modeling import DrVoiceModel
 
     root, recipe_path, env = run_setup
@@ -452,7 +452,7 @@ def test_stage_with_noise_and_scheduled_sampling_resumes_on_the_same_curve(run_s
 def test_ctc_align_stage_trains_only_the_speech_adapter(
     run_setup, tmp_path, objective, trained_prefix
 ):
-    from drvoice_lab.inference.pipeline import load_checkpoint
+    from drvoice_lab.model_folder import load_checkpoint
 
     root, recipe_path, env = run_setup
     recipe = yaml.safe_load(recipe_path.read_text())

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from drvoice_lab.modeling.lora import SRH_MODES
 from drvoice_lab.training.adaptation import LoraRun
-from drvoice_lab.training.lora import SRH_MODES
 
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 

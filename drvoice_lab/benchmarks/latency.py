@@ -21,7 +21,8 @@ from transformers import PretrainedConfig
 
 from drvoice_lab.benchmarks import machine
 from drvoice_lab.benchmarks.resolution import backbone_flops
-from drvoice_lab.inference.pipeline import VoiceChat, default_checkpoint
+from drvoice_lab.inference.pipeline import VoiceChat
+from drvoice_lab.model_folder import default_checkpoint
 
 QUESTION = "Which city is the capital of Japan?"
 

@@ -20,7 +20,7 @@ VARIANTS = ("full", "lora")
 def run_variant(variant: str, batch: int, positions: int, steps: int, warmup: int) -> dict:
     """Train ``steps`` timed steps (after ``warmup``) in this process; returns the row."""
     from drvoice_lab import DrVoiceConfig, DrVoiceModel
-    from drvoice_lab.training.lora import apply_lora
+    from drvoice_lab.modeling.lora import apply_lora
     from drvoice_lab.training.recipe import LoraSettings
 
     torch.manual_seed(0)

@@ -23,8 +23,9 @@ from pathlib import Path
 from drvoice_lab.audio.io import MODEL_SAMPLE_RATE, AudioLimits
 from drvoice_lab.data.corpus import CorpusConfig, build_corpus, load_dialogues
 from drvoice_lab.demo import read_question
-from drvoice_lab.inference.pipeline import VoiceChat, default_checkpoint
+from drvoice_lab.inference.pipeline import VoiceChat
 from drvoice_lab.inference.timeline import STAGES as TIMELINE_STAGES
+from drvoice_lab.model_folder import default_checkpoint
 
 TARGETS = {"first_audio_ms": 300.0, "rtf": 0.3}
 STAGES = ("audio_load", *TIMELINE_STAGES)

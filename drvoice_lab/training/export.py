@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from drvoice_lab.audio.io import check_writable
-from drvoice_lab.inference.pipeline import SPEECH_TOKENIZER_REF, CheckpointError, load_checkpoint
+from drvoice_lab.model_folder import SPEECH_TOKENIZER_REF, CheckpointError, load_checkpoint
 
 SIDE_FILES = ("text_tokenizer.json", SPEECH_TOKENIZER_REF, "recipe.json", "training.json")
 MARKER = ".drvoice-export"  # written into every export folder: the licence to replace it

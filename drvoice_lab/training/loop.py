@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from drvoice_lab.data.com import MODES
-from drvoice_lab.inference.pipeline import write_speech_tokenizer_ref
+from drvoice_lab.model_folder import write_speech_tokenizer_ref
 from drvoice_lab.modeling import DrVoiceModel
 from drvoice_lab.modeling.base_model import backbone_trainable
 from drvoice_lab.training.checkpoint import (
@@ -87,7 +87,7 @@ class Trainer:
         """The starting model; with a LoRA recipe, wrapped by peft (adapter-only training)."""
         model = build_model(self.recipe, self.config)
         if self.recipe.lora is not None:
-            from drvoice_lab.training.lora import apply_lora
+            from drvoice_lab.modeling.lora import apply_lora
 
             model = apply_lora(model, self.recipe.lora)
         return model
@@ -95,7 +95,7 @@ class Trainer:
     def _load_model(self, folder: Path):
         if self.recipe.lora is None:
             return DrVoiceModel.from_pretrained(folder)
-        from drvoice_lab.training.lora import freeze_parts, load_adapter
+        from drvoice_lab.modeling.lora import freeze_parts, load_adapter
 
         model = load_adapter(build_model(self.recipe, self.config), folder, is_trainable=True)
         freeze_parts(model, self.recipe.lora.freeze)

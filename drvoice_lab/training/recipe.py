@@ -22,6 +22,7 @@ import yaml
 
 from drvoice_lab.config import PRESETS
 from drvoice_lab.data.com import MODES
+from drvoice_lab.modeling.lora import LoraSettings
 
 TRAINABLE_PARTS = ("backbone", "srh", "grouping", "adapter")
 OBJECTIVES = ("lm", "ctc_align", "ctc_embed")
@@ -106,28 +107,6 @@ class Stage:
             raise ValueError(
                 f"stage {self.name}: unknown parts {sorted(bad)}; choose from {TRAINABLE_PARTS}"
             )
-
-
-@dataclass
-class LoraSettings:
-    rank: int = 8
-    alpha: float = 16.0
-    dropout: float = 0.0
-    target_modules: list[str] = field(
-        default_factory=lambda: [
-            "q_proj",
-            "k_proj",
-            "v_proj",
-            "o_proj",
-            "gate_proj",
-            "up_proj",
-            "down_proj",
-        ]
-    )
-    srh: str = "full"  # "full" (train the SRH) | "lora" | "frozen"
-    # parts whose adapter weights stay as initialised: "backbone" (its LoRA), "grouping" (W_g),
-    # "adapter" (user-speech adapter); the SRH is chosen by `srh`
-    freeze: list[str] = field(default_factory=list)
 
 
 @dataclass

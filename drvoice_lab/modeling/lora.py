@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from peft import LoraConfig, PeftModel, get_peft_model
@@ -56,7 +57,29 @@ from peft.utils.other import ModulesToSaveWrapper
 from torch import nn
 
 from drvoice_lab.modeling.drvoice import DrVoiceModel
-from drvoice_lab.training.recipe import LoraSettings
+
+
+@dataclass
+class LoraSettings:
+    rank: int = 8
+    alpha: float = 16.0
+    dropout: float = 0.0
+    target_modules: list[str] = field(
+        default_factory=lambda: [
+            "q_proj",
+            "k_proj",
+            "v_proj",
+            "o_proj",
+            "gate_proj",
+            "up_proj",
+            "down_proj",
+        ]
+    )
+    srh: str = "full"  # "full" (train the SRH) | "lora" | "frozen"
+    # parts whose adapter weights stay as initialised: "backbone" (its LoRA), "grouping" (W_g),
+    # "adapter" (user-speech adapter); the SRH is chosen by `srh`
+    freeze: list[str] = field(default_factory=list)
+
 
 SRH_MODES = ("full", "lora", "frozen")
 PARTS = ("backbone", "srh", "grouping", "adapter")
