@@ -14,6 +14,7 @@ from pathlib import Path
 
 from drvoice_lab.audio.speech_cli import add_speech_commands
 from drvoice_lab.config import DrVoiceConfig, preset_names
+from drvoice_lab.training.commands import add_training_commands
 
 
 def _add_info(sub: argparse._SubParsersAction) -> None:
@@ -72,78 +73,47 @@ def _add_turn(sub: argparse._SubParsersAction) -> None:
 def cmd_turn(args: argparse.Namespace) -> int:
     import torch
 
-    from drvoice_lab.audio.encoder import SpeechEncoder
-    from drvoice_lab.audio.io import load_audio, write_audio
-    from drvoice_lab.audio.speech_tokenizer import load_speech_tokenizer
-    from drvoice_lab.inference import generate_joint
+    from drvoice_lab.audio.io import write_audio
+    from drvoice_lab.data.text_tokenizer import TextTokenizer
+    from drvoice_lab.inference.pipeline import VoiceChat
+    from drvoice_lab.model_folder import default_checkpoint
     from drvoice_lab.modeling import DrVoiceModel
 
     config = _preset(args)
-    clock = _Clock()
-    if args.audio:
-        wav = load_audio(args.audio)
-        source = args.audio
-    else:
+    audio, source = args.audio, args.audio
+    if audio is None:
         from drvoice_lab.data.voices import ASSISTANT_VOICE
 
         source = "hibari: 'What is the capital of France?'"
-        wav = ASSISTANT_VOICE.synthesize("What is the capital of France?")
-    clock.lap("audio")
-    encoder = SpeechEncoder.from_pretrained(config.encoder_name_or_path)
-    tokenizer = load_speech_tokenizer()
+        audio = ASSISTANT_VOICE.synthesize("What is the capital of France?")  # 16 kHz
     torch.manual_seed(args.seed)
     model = DrVoiceModel(config).eval()
-    clock.lap("load")
+    # the shipped model's BPE for presets on the corpus BPE; the backbone's own otherwise
+    chat = VoiceChat(model, TextTokenizer.for_config(config, default_checkpoint()))
     print(
         f"{args.preset} (k={config.group_size}) with freshly initialised weights: no trained "
         "checkpoint is used here, so the answer is noise; this checks the full path."
     )
-    frames, lengths = encoder.encode([wav])  # (1, F, d_enc) at 50 Hz
-    clock.lap("encoder")
-    grouped, _ = model.adapter(frames, lengths)  # (1, M, D) at 5 Hz
-    user_positions = grouped.shape[1]
-    text = torch.full((1, 1 + user_positions), config.text_pad_token_id)
-    position_mask = torch.zeros(1, 1 + user_positions, dtype=torch.bool)
-    position_mask[:, 1:] = True  # position 0 is a system slot
-    out = generate_joint(
-        model,
-        text,
-        user_features=frames,
-        user_feature_lengths=lengths,
-        user_position_mask=position_mask,
-        max_new_positions=args.max_positions,
+    result = chat.respond(
+        audio=audio, sample_rate=16_000, mode="S2M", max_positions=args.max_positions
     )
-    clock.lap("generate")
-    codes = [t for t in out.speech[0] if t < min(config.speech_codebook_size, tokenizer.vocab_size)]
-    answer = tokenizer.decode(codes) if codes else None
-    clock.lap("detokenizer")
-    seconds_in = len(wav) / 16_000
+    frames = len(chat.history[-1][1])  # the user's 50 Hz encoder frames
     print(
-        f"user turn {seconds_in:.2f}s ({source}) -> {frames.shape[1]} encoder frames (50 Hz) "
-        f"-> {user_positions} backbone positions ({config.position_rate:g} Hz)"
+        f"user turn ({source}) -> {frames} encoder frames (50 Hz) "
+        f"-> {config.user_positions(frames)} backbone positions ({config.position_rate:g} Hz)"
     )
     print(
-        f"answer: {out.steps} steps -> {out.text_ids.shape[1]} text tokens + "
-        f"{out.speech_ids.shape[1]} speech tokens (25 Hz)"
+        f"answer: {len(result.text_channel)} steps -> {len(result.text_channel)} text tokens + "
+        f"{result.speech_channel.size} speech tokens (25 Hz)"
     )
-    if answer is not None:
-        print(f"detokenized answer: {len(answer) / tokenizer.sample_rate:.2f}s of audio")
+    if result.audio is not None:
+        print(f"detokenized answer: {len(result.audio) / result.sample_rate:.2f}s of audio")
         if args.out:
-            write_audio(args.out, answer, tokenizer.sample_rate)
+            write_audio(args.out, result.audio, result.sample_rate)
             print(f"written: {args.out}")
-    print("timings: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in clock.laps.items()))
+    timings = {k: v for k, v in result.timings.items() if k != "positions"}
+    print("timings: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in timings.items()))
     return 0
-
-
-class _Clock:
-    def __init__(self) -> None:
-        self.laps: dict[str, float] = {}
-        self._t = time.perf_counter()
-
-    def lap(self, name: str) -> None:
-        now = time.perf_counter()
-        self.laps[name] = now - self._t
-        self._t = now
 
 
 def _add_data(sub: argparse._SubParsersAction) -> None:
@@ -174,40 +144,6 @@ def cmd_data_build(args: argparse.Namespace) -> int:
         f"{manifest['hours']:.2f} h of speech, text vocabulary {manifest['text_vocab_size']}; "
         f"built in {time.perf_counter() - t0:.0f}s"
     )
-    return 0
-
-
-def _add_train(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a recipe; re-running the same command resumes it")
-    p.add_argument("--recipe", default="tiny", help="preset name (tiny, small, 7b) or YAML/JSON")
-    p.add_argument("--out", default=None, help="run folder (default: runs/<recipe name>)")
-    p.add_argument("--corpus", default=None, help="corpus folder (overrides the recipe)")
-    p.add_argument(
-        "--stop-after",
-        type=int,
-        default=None,
-        help="stop after this many optimizer steps (the run stays resumable)",
-    )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_train)
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    from drvoice_lab.training import load_recipe
-    from drvoice_lab.training.loop import Trainer
-
-    overrides = {"corpus": args.corpus} if args.corpus else {}
-    recipe = load_recipe(args.recipe, **overrides)
-    out = Path(args.out or Path("runs") / Path(args.recipe).stem)
-    t0 = time.perf_counter()
-    trainer = Trainer(recipe, out, progress=not args.quiet)
-    result = trainer.run(stop_after_steps=args.stop_after)
-    if trainer.is_main:
-        print(
-            f"{'stopped' if args.stop_after else 'finished'} in "
-            f"{time.perf_counter() - t0:.0f}s; metrics: {out / 'metrics.jsonl'}; "
-            f"model: {result}"
-        )
     return 0
 
 
@@ -347,79 +283,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_merge(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "merge",
-        help="Core-Cocktail merge: backbone = alpha * TUNED + (1 - alpha) * BASE, rest from TUNED",
-    )
-    p.add_argument("--base", required=True, help="model folder M0 (before fine-tuning)")
-    p.add_argument("--tuned", required=True, help="model folder M1 (after fine-tuning)")
-    p.add_argument("--alpha", type=float, required=True, help="weight of TUNED, in [0, 1]")
-    p.add_argument("--out", required=True, help="folder for the merged model")
-    p.set_defaults(func=cmd_merge)
-
-
-def cmd_merge(args: argparse.Namespace) -> int:
-    from drvoice_lab.training.export import merge_backbones
-
-    out = merge_backbones(args.base, args.tuned, args.out, args.alpha)
-    print(f"merged backbone (alpha {args.alpha:g}) written to {out}")
-    return 0
-
-
-def _add_export(sub: argparse._SubParsersAction) -> None:
-    from drvoice_lab.audio.speech_cli import int_at_least
-
-    p = sub.add_parser(
-        "export", help="package a trained model (fp16 + tokenizers + model card), evaluated"
-    )
-    p.add_argument("model", help="a trained model folder (runs/<name>/final)")
-    p.add_argument(
-        "--out", required=True, help="destination folder: new, empty, or an earlier export"
-    )
-    p.add_argument("--force", action="store_true", help="replace an earlier export at --out")
-    p.add_argument("--corpus", default=None, help="corpus to evaluate on (default corpus)")
-    p.add_argument(
-        "--splits", default="test_voice,test_question", help="splits for the card ('' = none)"
-    )
-    p.add_argument("--modes", default="S2T,S2M,T2M,T2T,STC", help="comma-separated CoM modes")
-    p.add_argument(
-        "--limit", type=int_at_least(1), default=None, help="first N dialogues of each split"
-    )
-    p.set_defaults(func=cmd_export)
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    from drvoice_lab.data.com import MODES
-    from drvoice_lab.data.corpus import default_corpus_dir, load_dialogues
-    from drvoice_lab.evaluation.evaluate import WhisperASR, evaluate, markdown_table
-    from drvoice_lab.inference.pipeline import VoiceChat
-    from drvoice_lab.training.export import check_export_target, export_model, write_card
-
-    # Every check before anything is written: a refused export leaves --out as it was.
-    check_export_target(args.model, args.out, args.force)
-    modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
-    if unknown := sorted(set(modes) - set(MODES)):
-        raise ValueError(f"unknown --modes {unknown}; choose from {sorted(MODES)}")
-    splits = [s.strip() for s in args.splits.split(",") if s.strip()]
-    corpus = args.corpus or (default_corpus_dir() if splits else None)
-    for split in splits:
-        if not load_dialogues(corpus, split):  # no corpus: says to run `drvoice-lab data build`
-            raise ValueError(f"split {split!r} of {corpus} is empty")
-    out = export_model(args.model, args.out, force=args.force)
-    reports, asr = [], None
-    for split in splits:
-        asr = asr or WhisperASR()
-        chat = VoiceChat.from_checkpoint(out)  # what ships: the fp16 weights
-        report = evaluate(chat, corpus, split, modes, args.limit, asr)
-        print(markdown_table(report))
-        reports.append(report)
-    card = write_card(out, reports)
-    size = sum(p.stat().st_size for p in out.iterdir() if p.is_file())
-    print(f"exported {out} ({size / 1e6:.1f} MB); model card: {card}")
-    return 0
-
-
 def _preset(args: argparse.Namespace) -> DrVoiceConfig:
     overrides = {}
     if getattr(args, "group_size", None) is not None:
@@ -536,11 +399,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_turn(sub)
     _add_data(sub)
     add_speech_commands(sub)
-    _add_train(sub)
+    add_training_commands(sub)
     _add_chat(sub)
     _add_eval(sub)
-    _add_merge(sub)
-    _add_export(sub)
     _add_demo(sub)
     _add_bench(sub)
     _add_ablate(sub)

@@ -214,6 +214,22 @@ class DrVoiceConfig(PretrainedConfig):
         """Backbone positions per second of speech (25 / k)."""
         return self.speech_token_rate / self.group_size
 
+    # The 50 Hz -> 25 Hz -> 5 Hz arithmetic lives here, and only here.
+    @property
+    def frames_per_token(self) -> int:
+        """50 Hz encoder frames per 25 Hz speech token (the adapter pools them)."""
+        return self.encoder_frame_rate // self.speech_token_rate
+
+    @property
+    def frames_per_position(self) -> int:
+        """50 Hz encoder frames per backbone position (2 * k)."""
+        return self.frames_per_token * self.group_size
+
+    def user_positions(self, num_frames: int) -> int:
+        """Backbone positions that ``num_frames`` encoder frames of user speech occupy (the
+        last position is zero-padded)."""
+        return -(-num_frames // self.frames_per_position)
+
     # ------------------------------------------------------------------ validation
     def validate(self) -> None:
         """Raise ValueError naming the field to fix when the configuration is inconsistent."""

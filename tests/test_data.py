@@ -27,7 +27,7 @@ from drvoice_lab.data.corpus import (
 from drvoice_lab.data.tasks import FAMILIES, QA, number_words
 from drvoice_lab.data.text_tokenizer import TextTokenizer
 from drvoice_lab.data.voices import HELDOUT_USER_VOICES, Voice
-from drvoice_lab.modeling import IGNORE_INDEX, num_positions
+from drvoice_lab.modeling import IGNORE_INDEX
 
 
 def test_number_words():
@@ -199,7 +199,7 @@ def test_every_mode_is_well_formed(tokenizer, k, mode):
     system_len = 1 + len(tokenizer.encode(spec.system_prompt))
     assert not set_text[:system_len].any() and not set_speech[: system_len * k].any()
     if spec.speech_in:
-        expected = sum(num_positions(t.user_frames, 2, k) for t in turns)
+        expected = sum(config.user_positions(t.user_frames) for t in turns)
         assert ex.user_position_mask.sum() == expected
         assert (ex.text_ids[ex.user_position_mask] == tokenizer.pad_id).all()
     else:

@@ -8,7 +8,7 @@ from helpers import micro_config, random_batch
 from transformers import AutoModel, AutoModelForCausalLM, Qwen2Config
 
 from drvoice_lab import DrVoiceConfig, DrVoiceModel
-from drvoice_lab.modeling import IGNORE_INDEX, SpeechAdapter, num_positions
+from drvoice_lab.modeling import IGNORE_INDEX, SpeechAdapter
 
 KS = [1, 2, 3, 5, 7]
 MODES = ["concat", "mean"]
@@ -169,7 +169,7 @@ def test_user_speech_enters_through_the_adapter():
     model = build(5)
     cfg = model.config
     frames = 47  # 50 Hz frames, not a multiple of 2k = 10
-    m = num_positions(frames, 2, 5)
+    m = cfg.user_positions(frames)
     assert m == 5
     text = torch.full((2, 1 + m + 3), cfg.text_pad_token_id)
     mask = torch.zeros_like(text, dtype=torch.bool)

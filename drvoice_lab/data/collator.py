@@ -22,7 +22,7 @@ from drvoice_lab.modeling.drvoice import IGNORE_INDEX
 class DrVoiceCollator:
     def __init__(self, config: DrVoiceConfig, text_pad_id: int | None = None) -> None:
         self.k = config.group_size
-        self.frames_per_position = (config.encoder_frame_rate // config.speech_token_rate) * self.k
+        self.frames_per_position = config.frames_per_position
         self.text_pad = config.text_pad_token_id if text_pad_id is None else text_pad_id
         self.speech_pad = config.speech_pad_token_id
         self.encoder_dim = config.encoder_hidden_size

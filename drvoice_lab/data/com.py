@@ -34,7 +34,6 @@ import numpy as np
 from drvoice_lab.config import DrVoiceConfig
 from drvoice_lab.data.text_tokenizer import TextTokenizer
 from drvoice_lab.modeling.drvoice import IGNORE_INDEX
-from drvoice_lab.modeling.grouping import num_positions
 
 
 @dataclass(frozen=True)
@@ -104,8 +103,7 @@ class _Builder:
     """Appends positions to both channels, keeping them aligned."""
 
     def __init__(self, config: DrVoiceConfig, tokenizer: TextTokenizer) -> None:
-        self.k = config.group_size
-        self.pool = config.encoder_frame_rate // config.speech_token_rate
+        self.config, self.k = config, config.group_size
         self.pad_text, self.pad_speech = tokenizer.pad_id, config.speech_pad_token_id
         self.speech_eos = config.speech_eos_token_id
         self.text, self.text_labels, self.user = [], [], []
@@ -121,7 +119,7 @@ class _Builder:
             self.speech_labels.extend([self.pad_speech if silence else IGNORE_INDEX] * self.k)
 
     def user_speech(self, frames: int) -> None:
-        for _ in range(num_positions(frames, self.pool, self.k)):
+        for _ in range(self.config.user_positions(frames)):
             self.text.append(self.pad_text)
             self.text_labels.append(IGNORE_INDEX)
             self.user.append(True)
@@ -207,6 +205,18 @@ def format_dialogue(
         user_frames=user_frames,
         prompt_positions=prompt_positions,
     )
+
+
+def spoken_answer(text_ids: list[int], tokenizer: TextTokenizer) -> tuple[str, str]:
+    """Read back what the text channel of an answer wrote: (everything, the answer). In chain
+    modes (STC, SAC) the answer is the part after the last ``<|speak|>``."""
+    speak = tokenizer.speak_ids
+    answer_ids = text_ids
+    for i in range(len(text_ids) - len(speak), -1, -1):
+        if text_ids[i : i + len(speak)] == speak:
+            answer_ids = text_ids[i + len(speak) :]
+            break
+    return tokenizer.decode(text_ids), tokenizer.decode(answer_ids).strip()
 
 
 def check_compatible(config: DrVoiceConfig, tokenizer: TextTokenizer) -> None:

@@ -20,7 +20,7 @@ import torch
 
 from drvoice_lab.audio.io import AudioLimits, load_audio
 from drvoice_lab.data.collator import DrVoiceCollator
-from drvoice_lab.data.com import MODES, TurnInput, format_dialogue
+from drvoice_lab.data.com import MODES, TurnInput, format_dialogue, spoken_answer
 from drvoice_lab.data.text_tokenizer import TextTokenizer
 from drvoice_lab.inference.decoding import iter_joint
 from drvoice_lab.inference.sampling import SamplingConfig
@@ -117,22 +117,8 @@ class VoiceChat:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; choose one of {sorted(MODES)}")
         spec = MODES[mode]
-        started = time.perf_counter()
-        timings: dict[str, float] = {}
-        frames = None
-        if spec.speech_in:
-            if audio is None:
-                raise ValueError(f"mode {mode} needs spoken input (audio)")
-            wav = load_audio(audio, sample_rate, limits=self.limits)
-            timings["audio_load"] = time.perf_counter() - started
-            t0 = time.perf_counter()
-            with torch.no_grad():
-                encoded, lengths = self.encoder.encode([wav])
-            frames = encoded[0, : int(lengths[0])].float().numpy()  # (F, d_enc)
-            timings["encoder"] = time.perf_counter() - t0
-        elif not text or not text.strip():
-            raise ValueError(f"mode {mode} needs typed input (text)")
-
+        turn = _Turn(mode, time.perf_counter())
+        frames = self._listen(audio, sample_rate, text, spec, turn.timings)  # wav -> 50 Hz
         current = TurnInput(
             text or "",
             "",
@@ -140,9 +126,9 @@ class VoiceChat:
             answer_speech=np.zeros(0, dtype=np.int64),
             mode=mode,
         )
-        example, batch = self._prompt(current, frames, max_positions)
+        example, batch = self._prompt(current, frames, max_positions)  # history + this turn
         p, k = example.prompt_positions, self.config.group_size
-        steps = iter_joint(
+        steps = iter_joint(  # 5 Hz steps: one text token + k speech tokens each
             self.model,
             batch["text_ids"][:, :p],
             batch["speech_ids"][:, : p * k],
@@ -155,75 +141,81 @@ class VoiceChat:
             generate_speech=spec.speech_out,
             generator=generator,
         )
-        detok = _Detokenizer(self.speech_tokenizer) if spec.speech_out and decode_audio else None
-        text_ids: list[int] = []
-        speech: list[int] = []
-        text_channel: list[int] = []
-        speech_channel: list[list[int]] = []
-        shown = ""
-        for key in ("prefill", "backbone_steps", "srh", "srh_prefill", "detokenizer"):
-            timings[key] = 0.0
-        cfg = self.config
-        index = -1
+        if spec.speech_out and decode_audio:
+            turn.detok = _Detokenizer(self.speech_tokenizer)
         for index, step in enumerate(steps):
             if cancel is not None and cancel.is_set():
                 steps.close()
-                return
-            timings["prefill" if index == 0 else "backbone_steps"] += step.seconds["backbone"]
-            timings["srh"] += step.seconds["srh"]
-            timings["srh_prefill"] += step.seconds.get("srh_prefill", 0.0)  # in "srh" too
-            token = int(step.text[0])  # pad after the text ended
-            text_channel.append(token)
-            if token not in (cfg.text_pad_token_id, cfg.text_eos_token_id):
-                text_ids.append(token)
-                decoded = self.tokenizer.decode(text_ids)
-                if decoded.startswith(shown) and len(decoded) > len(shown):
-                    yield TurnEvent("text", text=decoded[len(shown) :])
-                    shown = decoded
-            if spec.speech_out:  # specials (pad/silence, eos) are not codebook tokens
-                speech_channel.append(step.speech[0].tolist())
-                group = [t for t in step.speech[0].tolist() if t < cfg.speech_codebook_size]
-                speech += group
-                yield TurnEvent("speech", speech_ids=np.asarray(group, dtype=np.int64))
-                if detok is not None and group:
-                    chunk = detok.push(group)
-                    if len(chunk):
-                        timings.setdefault("first_audio", time.perf_counter() - started)
-                        yield TurnEvent("audio", audio=chunk)
-        timings["positions"] = index + 1
-        if detok is not None:
-            chunk = detok.flush()
-            if len(chunk):
-                timings.setdefault("first_audio", time.perf_counter() - started)
-                yield TurnEvent("audio", audio=chunk)
-            timings["detokenizer"] = detok.seconds
+                return  # a cancelled turn leaves the history as it was
+            yield from self._take_step(turn, index, step, spec.speech_out)
+        yield from turn.flush()
+        result = self._finish(turn, current, frames)
+        yield TurnEvent("done", result=result)
 
-        full_text = self.tokenizer.decode(text_ids)
-        answer_ids = text_ids
-        speak = self.tokenizer.speak_ids
-        for i in range(len(answer_ids) - len(speak), -1, -1):  # the part after <|speak|>
-            if answer_ids[i : i + len(speak)] == speak:
-                answer_ids = answer_ids[i + len(speak) :]
-                break
-        answer = self.tokenizer.decode(answer_ids).strip()
-        speech_ids = np.asarray(speech, dtype=np.int64)
-        wav = detok.audio() if detok is not None and len(speech_ids) else None
-        timings["total"] = time.perf_counter() - started
+    def _listen(self, audio, sample_rate, text, spec, timings: dict) -> np.ndarray | None:
+        """Load and encode the user's speech: (F, d_enc) 50 Hz frames; None for typed turns."""
+        if not spec.speech_in:
+            if not text or not text.strip():
+                raise ValueError(f"mode {spec.name} needs typed input (text)")
+            return None
+        if audio is None:
+            raise ValueError(f"mode {spec.name} needs spoken input (audio)")
+        started = time.perf_counter()
+        wav = load_audio(audio, sample_rate, limits=self.limits)
+        timings["audio_load"] = time.perf_counter() - started
+        started = time.perf_counter()
+        with torch.no_grad():
+            encoded, lengths = self.encoder.encode([wav])
+        timings["encoder"] = time.perf_counter() - started
+        return encoded[0, : int(lengths[0])].float().numpy()  # (F, d_enc)
+
+    def _take_step(self, turn: _Turn, index: int, step, speech_out: bool) -> Iterator[TurnEvent]:
+        """Record one decoding step and yield what it adds: text, speech ids, audio."""
+        cfg, timings = self.config, turn.timings
+        timings["prefill" if index == 0 else "backbone_steps"] += step.seconds["backbone"]
+        timings["srh"] += step.seconds["srh"]
+        timings["srh_prefill"] += step.seconds.get("srh_prefill", 0.0)  # in "srh" too
+        timings["positions"] = index + 1
+        token = int(step.text[0])  # pad after the text ended
+        turn.text_channel.append(token)
+        if token not in (cfg.text_pad_token_id, cfg.text_eos_token_id):
+            turn.text_ids.append(token)
+            decoded = self.tokenizer.decode(turn.text_ids)
+            if decoded.startswith(turn.shown) and len(decoded) > len(turn.shown):
+                yield TurnEvent("text", text=decoded[len(turn.shown) :])
+                turn.shown = decoded
+        if speech_out:  # specials (pad/silence, eos) are not codebook tokens
+            turn.speech_channel.append(step.speech[0].tolist())
+            group = [t for t in step.speech[0].tolist() if t < cfg.speech_codebook_size]
+            turn.speech += group
+            yield TurnEvent("speech", speech_ids=np.asarray(group, dtype=np.int64))
+            if turn.detok is not None and group:
+                yield from turn.audio(turn.detok.push(group))
+
+    def _finish(self, turn: _Turn, current: TurnInput, frames) -> TurnResult:
+        """The turn's result; the turn joins the history as the model produced it."""
+        full_text, answer = spoken_answer(turn.text_ids, self.tokenizer)
+        speech_ids = np.asarray(turn.speech, dtype=np.int64)
+        wav = turn.detok.audio() if turn.detok is not None and len(speech_ids) else None
+        turn.timings["total"] = time.perf_counter() - turn.started
         self.history.append(
-            (TurnInput(current.question, answer, current.user_frames, speech_ids, mode), frames)
+            (
+                TurnInput(current.question, answer, current.user_frames, speech_ids, turn.mode),
+                frames,
+            )
         )
-        result = TurnResult(
-            mode,
+        k = self.config.group_size
+        return TurnResult(
+            turn.mode,
             answer,
             full_text,
             speech_ids,
             wav,
             self.speech_tokenizer.sample_rate,
-            timings,
-            np.asarray(text_channel, dtype=np.int64),
-            np.asarray(speech_channel, dtype=np.int64).reshape(-1, cfg.group_size),
+            turn.timings,
+            np.asarray(turn.text_channel, dtype=np.int64),
+            np.asarray(turn.speech_channel, dtype=np.int64).reshape(-1, k),
         )
-        yield TurnEvent("done", result=result)
 
     def _prompt(self, current: TurnInput, frames, max_positions: int):
         """The dialogue so far plus ``current``, formatted and collated. Each history turn keeps
@@ -252,6 +244,33 @@ class VoiceChat:
         features += [frames] if frames is not None else []
         batch = self.collate([example], [features] if example.user_frames else None)
         return example, batch
+
+
+class _Turn:
+    """What one turn has produced so far (text, speech, audio chunks, timings)."""
+
+    def __init__(self, mode: str, started: float) -> None:
+        self.mode, self.started = mode, started
+        self.timings: dict[str, float] = dict.fromkeys(
+            ("prefill", "backbone_steps", "srh", "srh_prefill", "detokenizer", "positions"), 0.0
+        )
+        self.text_ids: list[int] = []
+        self.speech: list[int] = []
+        self.text_channel: list[int] = []
+        self.speech_channel: list[list[int]] = []
+        self.shown = ""
+        self.detok: _Detokenizer | None = None
+
+    def audio(self, chunk: np.ndarray) -> Iterator[TurnEvent]:
+        if len(chunk):
+            self.timings.setdefault("first_audio", time.perf_counter() - self.started)
+            yield TurnEvent("audio", audio=chunk)
+
+    def flush(self) -> Iterator[TurnEvent]:
+        """The detokenizer's last chunk (its look-ahead is over)."""
+        if self.detok is not None:
+            yield from self.audio(self.detok.flush())
+            self.timings["detokenizer"] = self.detok.seconds
 
 
 @dataclass

@@ -7,7 +7,7 @@ from drvoice_lab.modeling.drvoice import (
     DrVoiceOutput,
     register_auto_classes,
 )
-from drvoice_lab.modeling.grouping import SpeechAdapter, SpeechGrouping, num_positions
+from drvoice_lab.modeling.grouping import SpeechAdapter, SpeechGrouping
 from drvoice_lab.modeling.srh import SpeechRefinedHead
 
 register_auto_classes()
@@ -20,5 +20,4 @@ __all__ = [
     "SpeechAdapter",
     "SpeechGrouping",
     "SpeechRefinedHead",
-    "num_positions",
 ]

@@ -138,7 +138,7 @@ class DrVoiceModel(DrVoicePreTrainedModel):
             config.adapter_hidden_size,
             config.hidden_size,
             k,
-            pool=config.encoder_frame_rate // config.speech_token_rate,
+            pool=config.frames_per_token,
             mode=config.grouping_mode,
             output_norm=config.adapter_output_norm,
         )

@@ -130,9 +130,3 @@ class SpeechAdapter(nn.Module):
             torch.arange(grouped.shape[1], device=frames.device)[None, :] < valid_positions[:, None]
         )
         return grouped, mask
-
-
-def num_positions(num_frames: int, pool: int, k: int) -> int:
-    """5 Hz positions that ``num_frames`` 50 Hz encoder frames occupy after the adapter."""
-    t25 = -(-num_frames // pool)
-    return -(-t25 // k)
