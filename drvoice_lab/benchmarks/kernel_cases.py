@@ -10,7 +10,14 @@ from __future__ import annotations
 
 import torch
 
-from drvoice_lab.benchmarks.kernels import Case, Kernel, run_kernel
+from drvoice_lab.benchmarks.kernels import (
+    Case,
+    Kernel,
+    measure,
+    peak_mb,
+    run_kernel,
+    track_live_cpu_memory,
+)
 
 K = 5
 
@@ -123,3 +130,11 @@ def srh_ungroup(settings, say) -> list[dict]:
 
 def linear_cross_entropy(settings, say) -> list[dict]:
     return run_kernel("linear_cross_entropy", cross_entropy_kernel(), settings, say)
+
+
+def cpu_memory_pass(name: str, points: list, dtype: str) -> list:
+    """Peak memory of every point, in a child process (see the module's docstring)."""
+    track_live_cpu_memory()
+    kernel = KERNELS[name]()
+    points = [tuple(p) for p in points]
+    return measure(kernel, points, "cpu", getattr(torch, dtype), lambda fn: peak_mb(fn, "cpu"))

@@ -25,6 +25,8 @@ import torch
 
 from drvoice_lab.benchmarks import machine
 
+CASES_MODULE = "drvoice_lab.benchmarks.kernel_cases"  # KERNELS and the memory pass
+
 MODES = ("forward", "backward", "full")
 PROVIDERS = ("triton", "torch", "torch.compile")
 DTYPES = ("float32", "float16", "bfloat16")
@@ -104,7 +106,7 @@ def _median_ms(fn: Callable[[], object], device: str, reps: int) -> float:
     return 1e3 * statistics.median(machine.timings(fn, reps))
 
 
-def _peak_mb(fn: Callable[[], object], device: str) -> tuple[float, str]:
+def peak_mb(fn: Callable[[], object], device: str) -> tuple[float, str]:
     gc.collect()
     if device == "cuda":
         torch.cuda.synchronize()
@@ -120,7 +122,7 @@ def _peak_mb(fn: Callable[[], object], device: str) -> tuple[float, str]:
     return machine.rss_mb()[1] - base, "cpu peak RSS growth"
 
 
-def _measure(kernel: Kernel, points: list, device: str, dtype: torch.dtype, measure) -> list:
+def measure(kernel: Kernel, points: list, device: str, dtype: torch.dtype, measure) -> list:
     """``measure(fn)`` for every (provider, size, mode), re-using the inputs of one
     (provider, size)."""
     results, made, providers = [], {}, {}
@@ -142,7 +144,7 @@ def _measure(kernel: Kernel, points: list, device: str, dtype: torch.dtype, meas
     return results
 
 
-def _track_live_cpu_memory() -> None:
+def track_live_cpu_memory() -> None:
     """Make glibc return freed large blocks to the OS, so peak RSS follows live tensors."""
     try:
         libc = ctypes.CDLL("libc.so.6")
@@ -150,16 +152,6 @@ def _track_live_cpu_memory() -> None:
         libc.mallopt(-1, 64 * 1024)  # M_TRIM_THRESHOLD
     except OSError:
         pass
-
-
-def cpu_memory_pass(name: str, points: list, dtype: str) -> list:
-    """Peak memory of every point, in a child process (see the module's docstring)."""
-    _track_live_cpu_memory()
-    from drvoice_lab.benchmarks.kernel_cases import KERNELS
-
-    kernel = KERNELS[name]()
-    points = [tuple(p) for p in points]
-    return _measure(kernel, points, "cpu", getattr(torch, dtype), lambda fn: _peak_mb(fn, "cpu"))
 
 
 # ---------------------------------------------------------------------------- the suite
@@ -182,14 +174,15 @@ def run_kernel(name: str, kernel: Kernel, settings, say: Callable[[str], None]) 
             say(f"  skipping provider {provider}: {reason}")
             continue
         points += [(provider, size, mode) for size in sizes for mode in settings.modes]
-    times = _measure(
+    times = measure(
         kernel, points, device, getattr(torch, dtype), lambda fn: _median_ms(fn, device, reps)
     )
     if device == "cpu" and points:
-        peaks = machine.run_child(__name__, "cpu_memory_pass", name, points, dtype)
+        # the child imports kernel_cases, which holds the kernels
+        peaks = machine.run_child(CASES_MODULE, "cpu_memory_pass", name, points, dtype)
     else:
-        peaks = _measure(
-            kernel, points, device, getattr(torch, dtype), lambda fn: _peak_mb(fn, device)
+        peaks = measure(
+            kernel, points, device, getattr(torch, dtype), lambda fn: peak_mb(fn, device)
         )
     rows = []
     for (provider, size, mode), median, (peak, memory) in zip(points, times, peaks, strict=True):
