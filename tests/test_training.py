@@ -58,15 +58,14 @@ def test_presets_load_and_bad_recipes_are_explained(tmp_path):
     bad.write_text("preset: tiny\nstages: [{name: a, steps: 2, data: text_world}]\n")
     with pytest.raises(ValueError, match="feeds text-only modes"):  # the default mode is S2M
         load_recipe(str(bad))
-    bad.write_text("preset: tiny\nstages: [{name: a, steps: 2, data: world}]\n")
-    with pytest.raises(ValueError, match="feeds typed modes"):  # S2M has a spoken question
-        load_recipe(str(bad))
     bad.write_text("preset: tiny\nstages: [{name: a, steps: 2, mix: bucket}]\n")
     with pytest.raises(ValueError, match="mix must be one of"):
         load_recipe(str(bad))
-    bad.write_text("preset: tiny\nstages: [{name: a, steps: 2, speech_noise: 1.5}]\n")
-    with pytest.raises(ValueError, match=r"speech_noise must be in \[0, 1\)"):
-        load_recipe(str(bad))
+    # options taken out after their experiments say so, and where to read why
+    for option in ("scheduled_sampling: 0.5", "speech_noise: 0.1", "data: world"):
+        bad.write_text(f"preset: tiny\nstages: [{{name: a, steps: 2, {option}}}]\n")
+        with pytest.raises(ValueError, match=rf"stage a: {option.split(':')[0]}.* was removed"):
+            load_recipe(str(bad))
     bad.write_text("preset: tiny\nbatchsize: 3\nstages: [{name: a, steps: 2}]\n")
     with pytest.raises(ValueError, match="unknown recipe keys.*batchsize"):
         load_recipe(str(bad))
@@ -322,35 +321,6 @@ def _draw_one_batch(batches, modes: dict[str, float]) -> list:
     return drawn
 
 
-def test_world_stage_speaks_fresh_answers_in_typed_modes(run_setup, tmp_path):
-    """``data: world``: T2M examples are fresh task-world dialogues whose answers the stage
-    synthesized into the corpus folder and tokenized; spoken-question examples stay the
-    corpus's own."""
-    from drvoice_lab.audio.speech_tokenizer import load_speech_tokenizer
-    from drvoice_lab.data.corpus import load_dialogues, load_utterance
-    from drvoice_lab.training.loop import Trainer
-
-    _, recipe_path, _ = run_setup
-    recipe = yaml.safe_load(recipe_path.read_text())
-    stage = {"name": "speech", "data": "world", "modes": {"T2M": 1, "S2T": 1}, "steps": 2}
-    recipe["stages"] = [stage]
-    parsed = Recipe.from_dict(recipe)
-    corpus = Path(recipe["corpus"])
-    trainer = Trainer(parsed, tmp_path / "run", progress=False)
-    batches = trainer._stage_data(0, parsed.stages[0])
-    world = batches.world_dialogues
-    assert len(world) == 2 * recipe["batch_size"]
-    said = {t.assistant_audio for d in world for t in d.turns}
-    in_corpus = {t.assistant_audio for d in load_dialogues(corpus) for t in d.turns}
-    assert said - in_corpus  # the world answers what the corpus never did ...
-    assert all((corpus / rel).exists() for rel in said)  # ... and now has it spoken
-
-    drawn = _draw_one_batch(batches, {"T2M": 1, "S2T": 1})
-    rel = next(d for d, m in drawn if m == "T2M").turns[-1].assistant_audio
-    spoken = load_speech_tokenizer().encode(load_utterance(corpus, rel))
-    np.testing.assert_array_equal(batches.features.answer_tokens(rel), spoken)
-
-
 def test_batch_mix_gives_each_micro_batch_one_mode_on_every_rank(run_setup):
     from drvoice_lab.training.loop import prepare_run_data
 
@@ -373,75 +343,6 @@ def test_batch_mix_gives_each_micro_batch_one_mode_on_every_rank(run_setup):
     assert all(len(m) == 1 for m in batch_mixed)
     assert len(set.union(*batch_mixed)) >= 3  # the batches still follow the stage's mix
     assert any(len(modes_of(m, "example")) > 1 for m in range(4))  # the default mixes rows
-
-
-def test_speech_noise_corrupts_input_speech_tokens_but_not_labels(run_setup):
-    from drvoice_lab.training.loop import prepare_run_data
-
-    _, recipe_path, _ = run_setup
-    data = prepare_run_data(load_recipe(str(recipe_path)), progress=False).train
-    codebook = data.config.speech_codebook_size
-    clean = data.batch(3, 8, {"T2M": 1})
-    noisy = data.batch(3, 8, {"T2M": 1}, speech_noise=0.3)
-    assert torch.equal(noisy["speech_labels"], clean["speech_labels"])
-    assert torch.equal(noisy["text_ids"], clean["text_ids"])
-    spoken = clean["speech_ids"] < codebook  # pad, bos and eos are never replaced
-    changed = noisy["speech_ids"] != clean["speech_ids"]
-    assert not changed[~spoken].any()
-    assert (noisy["speech_ids"] < codebook).sum() == spoken.sum()
-    # about 30 % of the spoken tokens (a random id can equal the clean one: 1 in 1024)
-    assert 0.25 < changed[spoken].float().mean() < 0.35
-    assert torch.equal(
-        data.batch(3, 8, {"T2M": 1}, speech_noise=0.3)["speech_ids"], noisy["speech_ids"]
-    )
-
-
-def test_scheduled_sampling_feeds_back_the_models_own_greedy_speech(run_setup):
-    from drvoice_lab.training.loop import build_model, prepare_run_data
-    from drvoice_lab.training.scheduled_sampling import with_own_speech
-
-    _, recipe_path, _ = run_setup
-    recipe = load_recipe(str(recipe_path))
-    data = prepare_run_data(recipe, progress=False).train
-    model = build_model(recipe, data.config).eval()
-    k, codebook = data.config.group_size, data.config.speech_codebook_size
-    batch = data.batch(2, 8, {"T2M": 1, "S2M": 1})
-    mixed = with_own_speech(model, batch, 0.5, torch.Generator().manual_seed(0))
-    assert torch.equal(mixed["speech_labels"], batch["speech_labels"])
-    with torch.no_grad():
-        greedy = model(**batch).speech_logits.argmax(-1)  # (B, (N-1)*k)
-    labels = batch["speech_labels"][:, k:]
-    spoken = (labels >= 0) & (labels < codebook)
-    changed = mixed["speech_ids"][:, k:] != batch["speech_ids"][:, k:]
-    assert not changed[~spoken].any()
-    assert torch.equal(mixed["speech_ids"][:, :k], batch["speech_ids"][:, :k])
-    assert torch.equal(mixed["speech_ids"][:, k:][changed], greedy[changed])  # its own tokens
-    # an untrained model rarely guesses right, so about half of the spoken inputs change
-    assert 0.35 < changed[spoken].float().mean() < 0.65
-    text_only = data.batch(2, 8, {"S2T": 1})
-    assert with_own_speech(model, text_only, 0.5, torch.Generator()) is text_only
-
-
-def test_stage_with_noise_and_scheduled_sampling_resumes_on_the_same_curve(run_setup, tmp_path):
-    """Both draws are seeded by the micro-batch, so a stopped run resumes exactly."""
-    _, recipe_path, env = run_setup
-    recipe = yaml.safe_load(recipe_path.read_text())
-    recipe["stages"] = [
-        {"name": "speech", "modes": {"T2M": 1, "S2M": 1}, "steps": 3, "lr": 1e-2,
-         "speech_noise": 0.1, "scheduled_sampling": 0.5},
-        {"name": "merge", "merge_alpha": 1.0},  # exports after a no-op stage
-    ]  # fmt: skip
-    path = tmp_path / "own.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    _train(path, tmp_path / "whole", env)
-    _train(path, tmp_path / "parts", env, "--stop-after", "1")
-    _train(path, tmp_path / "parts", env)
-    whole = _curve(tmp_path / "whole")
-    assert len(whole) == 3 and _curve(tmp_path / "parts") == whole
-    recipe["stages"][0].update(speech_noise=0.0, scheduled_sampling=0.0)
-    path.write_text(yaml.safe_dump(recipe))
-    _train(path, tmp_path / "plain", env)
-    assert _curve(tmp_path / "plain") != whole  # the options change what it trains on
 
 
 @pytest.mark.parametrize(

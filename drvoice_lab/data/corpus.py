@@ -150,11 +150,10 @@ def plan_dialogues(config: CorpusConfig) -> list[Dialogue]:
 
 
 def world_dialogues(corpus_dir: str | Path, count: int, seed: int = 0) -> list[Dialogue]:
-    """``count`` fresh training dialogues from a corpus's task world: its families, turn
+    """``count`` fresh training dialogues from a corpus's task world: its task families, turn
     counts, voices and held-out rule, drawn anew (audio paths planned, nothing synthesized).
     A language model learns facts from many phrasings and contexts, not from one corpus's few
-    thousand sentences: text-only (T2T) stages read them as text, and typed-question speech
-    stages (T2M) hear their answers once ``synthesize_answers`` has made them."""
+    thousand sentences: ``data: text_world`` stages read them as text (T2T)."""
     manifest = Path(corpus_dir) / "manifest.json"
     if not manifest.exists():
         raise ValueError(f"no corpus manifest at {manifest}: run `drvoice-lab data build` first")
@@ -170,17 +169,6 @@ def world_dialogues(corpus_dir: str | Path, count: int, seed: int = 0) -> list[D
     return plan_dialogues(config)
 
 
-def synthesize_answers(
-    corpus_dir: str | Path, dialogues: list[Dialogue], workers: int = 2, progress: bool = True
-) -> None:
-    """Synthesize the assistant's answers of ``dialogues`` that the corpus folder lacks (world
-    dialogues), in the corpus's assistant voice, into its ``audio/`` like a build would."""
-    manifest = json.loads((Path(corpus_dir) / "manifest.json").read_text())
-    voice = manifest["assistant_voice"]
-    jobs = {t.assistant_audio: (voice, t.answer) for d in dialogues for t in d.turns}
-    _synthesize_missing(Path(corpus_dir), jobs, workers, progress, desc="synthesizing answers")
-
-
 def _synthesize_one(job: tuple[str, str, str]) -> tuple[str, float]:
     voice_spec, text, path = job
     wav = Voice.parse(voice_spec).synthesize(text)
@@ -191,11 +179,7 @@ def _synthesize_one(job: tuple[str, str, str]) -> tuple[str, float]:
 
 
 def _synthesize_missing(
-    out: Path,
-    jobs: dict[str, tuple[str, str]],
-    workers: int,
-    progress: bool,
-    desc: str = "synthesizing speech",
+    out: Path, jobs: dict[str, tuple[str, str]], workers: int, progress: bool
 ) -> None:
     """Write ``out / rel`` for each ``rel: (voice spec, text)`` of ``jobs`` not on disk yet."""
     todo = [
@@ -205,7 +189,7 @@ def _synthesize_missing(
     ]
     if not todo:
         return
-    bar = tqdm(total=len(todo), desc=desc, unit="utt", disable=not progress)
+    bar = tqdm(total=len(todo), desc="synthesizing speech", unit="utt", disable=not progress)
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
             for _ in pool.map(_synthesize_one, todo, chunksize=16):

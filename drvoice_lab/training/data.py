@@ -8,13 +8,13 @@ Speech is turned into model inputs once and cached next to the corpus:
 The order of examples is a pure function of (seed, position): micro-batch ``m`` of the run
 takes global positions ``m*B .. m*B+B-1`` of an endless sequence of seeded permutations, and
 each position draws its CoM mode from its own seeded generator. Resuming therefore only needs
-the micro-batch counter, and process ``r`` of ``w`` simply takes every w-th example.
+the micro-batch counter, and process ``rank`` of ``num_processes`` simply takes every
+``num_processes``-th example.
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import hashlib
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from drvoice_lab.config import DrVoiceConfig
 from drvoice_lab.data.collator import DrVoiceCollator
-from drvoice_lab.data.com import MODES, Example, TurnInput, format_dialogue, sample_mode
+from drvoice_lab.data.com import MODES, TurnInput, format_dialogue, sample_mode
 from drvoice_lab.data.corpus import Dialogue, load_dialogues, load_utterance
 from drvoice_lab.data.text_tokenizer import TextTokenizer
 
@@ -69,16 +69,9 @@ class FeatureStore:
             self._tokenize([rel_audio])
         return np.load(path).astype(np.int64)
 
-    def prepare(
-        self,
-        dialogues: list[Dialogue],
-        progress: bool = True,
-        batch: int = 16,
-        answers_only: bool = False,
-    ) -> None:
-        """Compute everything missing, with a progress bar (the answers' tokens only when
-        ``answers_only``: dialogues that are never heard, only read and answered)."""
-        users = sorted({t.user_audio for d in dialogues for t in d.turns if not answers_only})
+    def prepare(self, dialogues: list[Dialogue], progress: bool = True, batch: int = 16) -> None:
+        """Compute everything missing, with a progress bar."""
+        users = sorted({t.user_audio for d in dialogues for t in d.turns})
         answers = sorted({t.assistant_audio for d in dialogues for t in d.turns})
         users = [u for u in users if not self._path(self.frame_dir, u).exists()]
         answers = [a for a in answers if not self._path(self.token_dir, a).exists()]
@@ -181,39 +174,23 @@ class DialogueBatches:
         batch_size: int,
         modes: dict[str, float],
         rank: int = 0,
-        world: int = 1,
+        num_processes: int = 1,
         mix: str = "example",
-        speech_noise: float = 0.0,
     ) -> dict[str, torch.Tensor]:
         """Global micro-batch ``micro_batch`` (``batch_size`` examples), this rank's share.
 
         ``mix="example"``: each example draws its CoM mode; ``"batch"``: the whole micro-batch
-        (every rank's share) takes one mode drawn for it. ``speech_noise``: the fraction of
-        input speech tokens replaced by random ones (``corrupt_speech``)."""
+        (every rank's share) takes one mode drawn for it."""
         examples, feats = [], []
-        for i in range(rank, batch_size, world):
+        for i in range(rank, batch_size, num_processes):
             position = micro_batch * batch_size + i
             draw = [self.seed, 1, position] if mix == "example" else [self.seed, 3, micro_batch]
             mode = sample_mode(np.random.default_rng(draw), modes)
             dialogue = self._dialogue_at(position, world=mode in self.world_modes)
             ex, f = self.example(dialogue, mode)
-            if speech_noise > 0:
-                rng = np.random.default_rng([self.seed, 5, position])
-                ex = corrupt_speech(ex, speech_noise, self.config.speech_codebook_size, rng)
             examples.append(ex)
             feats.append(f)
         return self.collate(examples, feats)
-
-
-def corrupt_speech(
-    example: Example, fraction: float, codebook: int, rng: np.random.Generator
-) -> Example:
-    """A copy of ``example`` whose input speech tokens (codebook ids; not pad/bos/eos) are each
-    replaced by a random codebook id with probability ``fraction``. The labels stay clean."""
-    ids = example.speech_ids.copy()  # (T,)
-    hit = (ids < codebook) & (rng.random(ids.shape) < fraction)
-    ids[hit] = rng.integers(0, codebook, int(hit.sum()))
-    return dataclasses.replace(example, speech_ids=ids)
 
 
 class UtteranceBatches:
@@ -225,13 +202,13 @@ class UtteranceBatches:
         self.items = sorted(pairs)
         self.tokenizer, self.features, self.seed = tokenizer, features, seed
 
-    def batch(self, index: int, batch_size: int, rank: int = 0, world: int = 1):
+    def batch(self, index: int, batch_size: int, rank: int = 0, num_processes: int = 1):
         """Global batch ``index``: this rank's share as (frames (B, F, d), frame lengths (B,),
         targets (B, L), target lengths (B,))."""
         order = np.random.default_rng([self.seed, 2, index]).choice(
             len(self.items), size=batch_size, replace=False
         )
-        items = [self.items[i] for i in order[rank::world]]
+        items = [self.items[i] for i in order[rank::num_processes]]
         frames = [torch.from_numpy(self.features.user_frames(a)) for a, _ in items]
         targets = [torch.tensor(self.tokenizer.encode(q)) for _, q in items]
         padded = torch.zeros(len(frames), max(len(f) for f in frames), frames[0].shape[1])

@@ -19,13 +19,11 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 
-import numpy as np
 import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from drvoice_lab.data.com import MODES
 from drvoice_lab.model_folder import write_speech_tokenizer_ref
 from drvoice_lab.modeling import DrVoiceModel
 from drvoice_lab.modeling.base_model import backbone_trainable
@@ -37,7 +35,6 @@ from drvoice_lab.training.checkpoint import (
 )
 from drvoice_lab.training.data import DialogueBatches
 from drvoice_lab.training.recipe import Recipe, Stage
-from drvoice_lab.training.scheduled_sampling import with_own_speech
 from drvoice_lab.training.setup import (
     RunData,
     build_model,
@@ -64,7 +61,7 @@ class Trainer:
         self.recipe, self.out = recipe, Path(out_dir)
         gpu = torch.cuda.is_available()
         self.accelerator = Accelerator(
-            cpu=not gpu,  # without it accelerate ignores torchrun's world on a CPU machine
+            cpu=not gpu,  # without it accelerate ignores torchrun's processes on a CPU machine
             mixed_precision="bf16" if gpu else "no",
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
         )
@@ -283,24 +280,19 @@ class Trainer:
         return self._export(position)
 
     def _stage_data(self, stage_index: int, stage: Stage) -> DialogueBatches:
-        """The corpus's training dialogues; for a ``text_world`` or ``world`` stage, with fresh
+        """The corpus's training dialogues; for a ``text_world`` stage, with fresh text-only
         dialogues from the task world for its ``world_modes``, as many as the stage draws
-        examples (a pure function of seed and stage). Spoken world answers are synthesized and
-        tokenized on first use, into the corpus folder."""
+        examples (a pure function of seed and stage)."""
         if stage.data == "corpus":
             return self.data.train
         if stage_index not in self._world:
-            from drvoice_lab.data.corpus import synthesize_answers, world_dialogues
+            from drvoice_lab.data.corpus import world_dialogues
 
             train = self.data.train
             count = stage.steps * self.recipe.batch_size * self.recipe.grad_accum
             dialogues = world_dialogues(
                 train.features.corpus, count, seed=self.recipe.seed * 1000 + stage_index
             )
-            if any(MODES[m].speech_out for m in stage.world_modes):
-                with self.accelerator.main_process_first():  # the others find the files made
-                    synthesize_answers(train.features.corpus, dialogues, progress=self.progress)
-                    train.features.prepare(dialogues, self.progress, answers_only=True)
             self._world[stage_index] = train.with_world(dialogues, stage.world_modes)
         return self._world[stage_index]
 
@@ -317,17 +309,8 @@ class Trainer:
                 acc.process_index,
                 acc.num_processes,
                 mix=stage.mix,
-                speech_noise=stage.speech_noise,
             )
             batch = {k: v.to(acc.device) for k, v in batch.items()}
-            if stage.scheduled_sampling > 0:
-                seed = [recipe.seed, 6, micro_batch + micro, acc.process_index]
-                state = np.random.SeedSequence(seed).generate_state(1)[0]
-                generator = torch.Generator().manual_seed(int(state))
-                with acc.autocast():
-                    batch = with_own_speech(
-                        acc.unwrap_model(model), batch, stage.scheduled_sampling, generator
-                    )
             last = micro == recipe.grad_accum - 1
             with nullcontext() if last else acc.no_sync(model), acc.autocast():
                 out = model(**batch)
