@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from drvoice_lab.audio.speech_cli import add_speech_commands
+from drvoice_lab.codec.cli import add_speech_commands
 from drvoice_lab.config import DrVoiceConfig, preset_names
 from drvoice_lab.training.commands import add_training_commands
 
@@ -148,7 +148,7 @@ def cmd_data_build(args: argparse.Namespace) -> int:
 
 
 def _add_chat(sub: argparse._SubParsersAction) -> None:
-    from drvoice_lab.audio.speech_cli import float_in, int_at_least
+    from drvoice_lab.codec.cli import float_in, int_at_least
 
     p = sub.add_parser("chat", help="one spoken or typed turn with a trained model")
     src = p.add_mutually_exclusive_group(required=True)
@@ -228,7 +228,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
-    from drvoice_lab.audio.speech_cli import int_at_least
+    from drvoice_lab.codec.cli import int_at_least
 
     p = sub.add_parser("eval", help="answer accuracy per CoM mode and voice, speech-text WER")
     p.add_argument("--checkpoint", default=None, help="model folder (default: the shipped model)")

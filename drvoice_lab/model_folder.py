@@ -42,7 +42,7 @@ SPEECH_TOKENIZER_REF = "speech_tokenizer.json"
 
 def write_speech_tokenizer_ref(folder: str | Path, name: str | Path | None) -> None:
     """Record in a model folder which speech tokenizer its speech tokens belong to."""
-    from drvoice_lab.audio.speech_tokenizer import speech_tokenizer_fingerprint
+    from drvoice_lab.codec.registry import speech_tokenizer_fingerprint
 
     ref = {"name": str(name or "default"), "sha256": speech_tokenizer_fingerprint(name)}
     (Path(folder) / SPEECH_TOKENIZER_REF).write_text(json.dumps(ref, indent=1) + "\n")
@@ -50,7 +50,7 @@ def write_speech_tokenizer_ref(folder: str | Path, name: str | Path | None) -> N
 
 def load_speech_tokenizer_for(folder: str | Path):
     """The speech tokenizer a model folder was trained with (checked by fingerprint)."""
-    from drvoice_lab.audio.speech_tokenizer import (
+    from drvoice_lab.codec.registry import (
         load_speech_tokenizer,
         speech_tokenizer_fingerprint,
     )

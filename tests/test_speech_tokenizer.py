@@ -1,12 +1,15 @@
 """The 25 Hz speech tokenizer: token rate, lengths, streaming == one-shot, save/load, CLI,
 the CosyVoice2 adapter's missing-package error, and a tiny end-to-end fit.
 
-Quality (ASR-WER) and speed live in bench/speech_tokenizer_quality.py, not here.
+Quality (ASR-WER) and speed live in bench/speech_tokenizer_quality.py, not here. The shipped
+codec's fingerprint and outputs are pinned by checksums taken before the move to codec/.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import math
 import sys
 import types
@@ -17,23 +20,19 @@ import soundfile as sf
 import torch
 
 from drvoice_lab.audio import AudioError, resample
-from drvoice_lab.audio.codec_training import (
-    TokenToMel,
-    fit_default_tokenizer,
-    number_words,
-    ordinal_words,
-    spoken_qa_sentences,
-)
-from drvoice_lab.audio.cosyvoice import CosyVoice2Tokenizer, CosyVoiceUnavailable
-from drvoice_lab.audio.speech_cli import add_speech_commands
-from drvoice_lab.audio.speech_tokenizer import (
+from drvoice_lab.codec.cli import add_speech_commands
+from drvoice_lab.codec.config import MelCodecConfig
+from drvoice_lab.codec.cosyvoice import CosyVoice2Tokenizer, CosyVoiceUnavailable
+from drvoice_lab.codec.decoder_training import TokenToMel
+from drvoice_lab.codec.fitting import fit_default_tokenizer
+from drvoice_lab.codec.interface import SpeechTokenizer, seconds_to_tokens
+from drvoice_lab.codec.mel_codec import MelCodecTokenizer
+from drvoice_lab.codec.registry import (
     DEFAULT_DIR,
-    MelCodecConfig,
-    MelCodecTokenizer,
-    SpeechTokenizer,
     load_speech_tokenizer,
-    seconds_to_tokens,
+    speech_tokenizer_fingerprint,
 )
+from drvoice_lab.data.sentences import number_words, ordinal_words, spoken_qa_sentences
 
 SENTENCES = [
     "What is seven plus five?",
@@ -168,6 +167,47 @@ def test_shipped_artifact_is_small_and_pickle_free():
 def test_unknown_tokenizer_name_is_a_value_error():
     with pytest.raises(ValueError, match="unknown speech tokenizer"):
         load_speech_tokenizer("no-such-codec")
+
+
+# --------------------------------------------------------------------------- pinned outputs
+
+# Checksums of the shipped codec and its fitting sentences, taken before the codec's code moved
+# from audio/ to codec/. Model folders record the fingerprint; the rest pins behaviour. The
+# decode checksum is exact floats: a CPU whose numpy rounds exp/FFT differently would differ.
+SHIPPED_SHA256 = "a09991d0b31eab17f4c33b4a6a5520a56db14bfdd5a7c04227b406f8e9dd8338"
+FIXED_IDS_DECODE_SHA256 = "40abb54178763a05affc74c2f02550827985ad9f888711f1f11448e7f9a70e73"
+NOISE_ENCODE_SHA256 = "f4ab874a9bf46fb5b8d4fb0df33f2c140bd6e9b83842c746548be0875b878945"
+FITTED_SENTENCES_SHA256 = "ba863aed57c2f7364608cb301e352024a92dfe0d3c2367dbb1af1dbe4294212b"
+
+
+def _sha256(data: np.ndarray | str) -> str:
+    raw = data.encode() if isinstance(data, str) else np.ascontiguousarray(data).tobytes()
+    return hashlib.sha256(raw).hexdigest()
+
+
+def test_shipped_codec_fingerprint_is_unchanged():
+    assert speech_tokenizer_fingerprint() == speech_tokenizer_fingerprint("default")
+    assert speech_tokenizer_fingerprint() == SHIPPED_SHA256
+
+
+def test_fixed_ids_decode_to_the_pinned_samples(tok):
+    ids = (np.arange(60) * 37 + 11) % 1024
+    wav = tok.decode(ids)
+    assert wav.dtype == np.float32 and len(wav) == 60 * 640
+    assert _sha256(wav) == FIXED_IDS_DECODE_SHA256
+
+
+def test_encode_gives_the_pinned_ids(tok):
+    rng = np.random.default_rng(0)
+    wav = rng.normal(0, 0.05, 48_000) * (1 + np.sin(np.arange(48_000) / 700))
+    assert _sha256(tok.encode(wav.astype(np.float32))) == NOISE_ENCODE_SHA256
+
+
+def test_fitting_sentences_are_those_the_shipped_codec_was_fitted_on():
+    """A refit and the codec benchmark's held-out split both rely on this list."""
+    info = json.loads((DEFAULT_DIR / "config.json").read_text())["info"]
+    sentences = spoken_qa_sentences(info["num_sentences"], seed=info["seed"])
+    assert _sha256("\n".join(sentences)) == FITTED_SENTENCES_SHA256
 
 
 # --------------------------------------------------------------------------- CLI

@@ -1,4 +1,7 @@
-"""Audio: wav I/O and validation, the Whisper speech encoder, the 25 Hz speech tokenizer."""
+"""Audio, the bottom layer: wav I/O and validation, the Whisper speech encoder, VAD.
+
+The 25 Hz speech tokenizer lives one floor up, in ``drvoice_lab.codec``.
+"""
 
 from drvoice_lab.audio.io import (
     MODEL_SAMPLE_RATE,

@@ -99,7 +99,7 @@ def word_error_rate(refs: list[str], hyps: list[str]) -> float:
 
 def heldout_sentences(count: int, training_count: int = 2000, training_seed: int = 0) -> list[str]:
     """Template sentences from another seed, none of them in the training set."""
-    from drvoice_lab.audio.codec_training import spoken_qa_sentences
+    from drvoice_lab.data.sentences import spoken_qa_sentences
 
     training = spoken_qa_sentences(training_count, seed=training_seed)
     return spoken_qa_sentences(count, seed=HELDOUT_SEED, exclude=training)
@@ -108,7 +108,7 @@ def heldout_sentences(count: int, training_count: int = 2000, training_seed: int
 def measure(tokenizer, texts: list[str], asr, progress: bool = True) -> dict:
     """Original and round-trip WER, decode RTF (wall and CPU) over ``texts``."""
     from drvoice_lab.audio import resample
-    from drvoice_lab.audio.codec_training import synthesize
+    from drvoice_lab.codec.fitting import synthesize
 
     wavs = synthesize(texts, seed=HELDOUT_SEED, progress=progress)
     ids = [tokenizer.encode(wav) for wav in wavs]
@@ -139,7 +139,7 @@ def measure(tokenizer, texts: list[str], asr, progress: bool = True) -> dict:
 def bench(settings, say) -> list[dict]:
     """The `speech_tokenizer` suite: ``settings.sentences`` held-out template sentences and
     ``EXTRA`` (``--quick``: 3 of each)."""
-    from drvoice_lab.audio.speech_tokenizer import load_speech_tokenizer
+    from drvoice_lab.codec.registry import load_speech_tokenizer
 
     tok = load_speech_tokenizer(settings.tokenizer)
     asr = asr_model()

@@ -52,7 +52,7 @@ class VoiceChat:
         limits: AudioLimits = AudioLimits(),
     ) -> None:
         from drvoice_lab.audio.encoder import SpeechEncoder
-        from drvoice_lab.audio.speech_tokenizer import load_speech_tokenizer
+        from drvoice_lab.codec.registry import load_speech_tokenizer
 
         self.model, self.tokenizer = model.eval(), tokenizer
         self.config = model.config

@@ -113,7 +113,7 @@ def core_cocktail_merge(
 def prepare_run_data(recipe: Recipe, progress: bool = True) -> RunData:
     """Corpus, text tokenizer and cached speech features (encoded on first use)."""
     from drvoice_lab.audio.encoder import SpeechEncoder
-    from drvoice_lab.audio.speech_tokenizer import load_speech_tokenizer
+    from drvoice_lab.codec.registry import load_speech_tokenizer
     from drvoice_lab.data.corpus import default_corpus_dir, load_dialogues
 
     corpus = Path(recipe.corpus) if recipe.corpus else default_corpus_dir()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from drvoice_lab.audio.speech_tokenizer import SpeechTokenizer, check_wav
+from drvoice_lab.codec.interface import SpeechTokenizer, check_wav
 from drvoice_lab.paths import cache_dir
 
 ENV_DIR = "DRVOICE_COSYVOICE2_DIR"

@@ -162,14 +162,14 @@ def float_in(low: float, high: float = math.inf, low_open: bool = False):
 
 
 def _tokenizer(args: argparse.Namespace):
-    from drvoice_lab.audio.speech_tokenizer import load_speech_tokenizer
+    from drvoice_lab.codec.registry import load_speech_tokenizer
 
     return load_speech_tokenizer(args.tokenizer)
 
 
 def _guard(run) -> int:
     """Run a command; bad input or a missing backend -> one-line message and exit code 2."""
-    from drvoice_lab.audio.cosyvoice import CosyVoiceUnavailable
+    from drvoice_lab.codec.cosyvoice import CosyVoiceUnavailable
 
     try:
         run()
