@@ -255,6 +255,24 @@ def test_a_folder_is_refused_on_another_base_or_with_other_weights(trained_smol,
         DrVoiceModel.from_pretrained(wrong)
 
 
+def test_chat_export_and_eval_commands_take_a_folder_on_a_base(trained_smol, tmp_path):
+    from helpers import run_cli
+
+    final = trained_smol[0]
+    corpus = final.parent.parent / "corpus"
+    chat = run_cli("chat", "--checkpoint", str(final), "--text", "What do bees make?",
+                   "--mode", "T2T", "--max-positions", "6")  # fmt: skip
+    assert chat.returncode == 0 and "Traceback" not in chat.stderr, chat.stderr
+    out = tmp_path / "export"
+    done = run_cli("export", str(final), "--out", str(out), "--corpus", str(corpus),
+                   "--splits", "test_question", "--modes", "T2T", "--limit", "1")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert (out / "model.safetensors").stat().st_size < 15e6  # fp16, only what DrVoice adds
+    assert "T2T" in (out / "README.md").read_text()  # evaluated on the card
+    exported = DrVoiceModel.from_pretrained(out)
+    assert exported.keeps_base_frozen and exported.has_backbone_lora
+
+
 def test_info_counts_trainable_and_frozen_parts_of_smol():
     from drvoice_lab.modeling.summary import parameter_report
 
