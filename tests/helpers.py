@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from drvoice_lab import DrVoiceConfig
+from drvoice_lab.presets import decoder, whisper
 
 TEXT_VOCAB = 64
 SPEECH_CODEBOOK = 29  # odd on purpose
@@ -17,36 +18,12 @@ SPEECH_CODEBOOK = 29  # odd on purpose
 def micro_config(k: int = 5, mode: str = "concat", **overrides) -> DrVoiceConfig:
     """A dim-32 backbone and dim-16 SRH: every code path of the tiny preset, in milliseconds."""
     fields = dict(
-        backbone_config=dict(
-            model_type="qwen2",
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            intermediate_size=64,
-            vocab_size=TEXT_VOCAB,
-            max_position_embeddings=512,
+        backbone_config=decoder(
+            "qwen2", 32, 2, 4, 2, 64, vocab_size=TEXT_VOCAB, max_position_embeddings=512,
             tie_word_embeddings=True,
-        ),
-        srh_config=dict(
-            model_type="qwen2",
-            hidden_size=16,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            num_key_value_heads=1,
-            intermediate_size=32,
-            max_position_embeddings=2048,
-        ),
-        encoder_config=dict(
-            model_type="whisper",
-            d_model=24,
-            encoder_layers=1,
-            encoder_attention_heads=2,
-            decoder_layers=1,
-            decoder_attention_heads=2,
-            encoder_ffn_dim=32,
-            decoder_ffn_dim=32,
-        ),
+        ),  # fmt: skip
+        srh_config=decoder("qwen2", 16, 2, 2, 1, 32, max_position_embeddings=2048),
+        encoder_config=whisper(24, 1, 2, 32),
         group_size=k,
         grouping_mode=mode,
         speech_codebook_size=SPEECH_CODEBOOK,

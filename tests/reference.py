@@ -18,19 +18,11 @@ def reference_outputs() -> dict[str, torch.Tensor]:
 
     from drvoice_lab import DrVoiceModel
     from drvoice_lab.inference import generate_joint
+    from drvoice_lab.presets import decoder
 
     config = micro_config(
         3,
-        backbone_config=dict(
-            model_type="qwen2",
-            hidden_size=16,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            num_key_value_heads=1,
-            intermediate_size=32,
-            vocab_size=64,
-            tie_word_embeddings=True,
-        ),
+        backbone_config=decoder("qwen2", 16, 2, 2, 1, 32, vocab_size=64, tie_word_embeddings=True),
     )
     torch.manual_seed(1234)
     model = DrVoiceModel(config).eval()

