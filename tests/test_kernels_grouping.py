@@ -1,34 +1,23 @@
 """Fused grouping kernel (drvoice_kernels.grouping) vs its torch reference, and the shared
 embedding-gradient scatter. On CPU the Triton kernels run in Triton's interpreter."""
 
-import os
+import zlib
 
+import drvoice_kernels
+import pytest
 import torch
-
-if not torch.cuda.is_available():  # must precede drvoice_kernels: its @triton.jit run at import
-    os.environ.setdefault("TRITON_INTERPRET", "1")
-
-import zlib  # noqa: E402
-
-import drvoice_kernels  # noqa: E402
-import pytest  # noqa: E402
-from drvoice_kernels import (  # noqa: E402
+from drvoice_kernels import (
     embedding_grad,
     embedding_grad_reference,
     fused_grouping,
     grouping_reference,
     poisoned_outputs,
 )
-from drvoice_kernels._common import compile_for_gpu  # noqa: E402
-from drvoice_kernels.grouping import FusedGroupingFunction  # noqa: E402
+from drvoice_kernels._common import compile_for_gpu
+from drvoice_kernels.grouping import FusedGroupingFunction
+from kernel_setup import DEVICE, dtype_params
 
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-GPU_ONLY = pytest.mark.skipif(DEVICE == "cpu", reason="bf16 math is wrong in the interpreter")
-DTYPES = [
-    pytest.param(torch.float32, 1e-5, 1e-5, id="fp32"),
-    pytest.param(torch.float16, 1e-2, 1e-2, id="fp16"),
-    pytest.param(torch.bfloat16, 5e-2, 5e-2, id="bf16", marks=GPU_ONLY),
-]
+DTYPES = dtype_params()
 V, D_EMB, D_OUT, PAD = 37, 24, 40, 36  # d and D not powers of two; PAD: the pad/silence id
 
 

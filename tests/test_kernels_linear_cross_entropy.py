@@ -1,32 +1,21 @@
 """Fused linear + cross-entropy (drvoice_kernels.linear_cross_entropy) vs its torch reference
 and vs ``F.cross_entropy(h @ E.T)``. On CPU the Triton kernel runs in Triton's interpreter."""
 
-import os
+import zlib
 
+import drvoice_kernels
+import pytest
 import torch
-
-if not torch.cuda.is_available():  # must precede drvoice_kernels: its @triton.jit run at import
-    os.environ.setdefault("TRITON_INTERPRET", "1")
-
-import zlib  # noqa: E402
-
-import drvoice_kernels  # noqa: E402
-import pytest  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from drvoice_kernels import (  # noqa: E402
+import torch.nn.functional as F
+from drvoice_kernels import (
     fused_linear_cross_entropy,
     linear_cross_entropy_reference,
     poisoned_outputs,
 )
-from drvoice_kernels._common import compile_for_gpu  # noqa: E402
+from drvoice_kernels._common import compile_for_gpu
+from kernel_setup import DEVICE, dtype_params
 
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-GPU_ONLY = pytest.mark.skipif(DEVICE == "cpu", reason="bf16 math is wrong in the interpreter")
-DTYPES = [
-    pytest.param(torch.float32, 1e-5, 1e-5, id="fp32"),
-    pytest.param(torch.float16, 1e-2, 2e-3, id="fp16"),
-    pytest.param(torch.bfloat16, 5e-2, 1e-2, id="bf16", marks=GPU_ONLY),
-]
+DTYPES = dtype_params(fp16=(1e-2, 2e-3), bf16=(5e-2, 1e-2))
 V, D_EMB, N, IGNORE = 6561, 24, 37, -100  # the S3 vocabulary; d not a power of two; N odd
 
 

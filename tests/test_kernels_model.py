@@ -1,25 +1,19 @@
 """The model with ``use_kernels`` on equals the model with it off: losses, every parameter
 gradient, and joint decoding. On CPU the Triton kernels run in Triton's interpreter."""
 
-import os
+import zlib
 
+import drvoice_kernels
+import pytest
 import torch
+from drvoice_kernels.grouping import FusedGroupingFunction
+from drvoice_kernels.linear_cross_entropy import FusedLinearCrossEntropyFunction
+from drvoice_kernels.srh_ungroup import FusedUngroupFunction
+from helpers import micro_config, random_batch
 
-if not torch.cuda.is_available():  # must precede drvoice_kernels: its @triton.jit run at import
-    os.environ.setdefault("TRITON_INTERPRET", "1")
-
-import zlib  # noqa: E402
-
-import drvoice_kernels  # noqa: E402
-import pytest  # noqa: E402
-from drvoice_kernels.grouping import FusedGroupingFunction  # noqa: E402
-from drvoice_kernels.linear_cross_entropy import FusedLinearCrossEntropyFunction  # noqa: E402
-from drvoice_kernels.srh_ungroup import FusedUngroupFunction  # noqa: E402
-from helpers import micro_config, random_batch  # noqa: E402
-
-from drvoice_lab import DrVoiceConfig, DrVoiceModel  # noqa: E402
-from drvoice_lab.inference import generate_joint  # noqa: E402
-from drvoice_lab.modeling import IGNORE_INDEX  # noqa: E402
+from drvoice_lab import DrVoiceConfig, DrVoiceModel
+from drvoice_lab.inference import generate_joint
+from drvoice_lab.modeling import IGNORE_INDEX
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 

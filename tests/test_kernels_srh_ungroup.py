@@ -1,28 +1,17 @@
 """Fused SRH ungroup kernel (drvoice_kernels.srh_ungroup) vs its torch reference.
 On CPU the Triton kernels run in Triton's interpreter."""
 
-import os
+import zlib
 
+import drvoice_kernels
+import pytest
 import torch
+from drvoice_kernels import fused_ungroup, poisoned_outputs, ungroup_reference
+from drvoice_kernels._common import compile_for_gpu
+from drvoice_kernels.srh_ungroup import FusedUngroupFunction
+from kernel_setup import DEVICE, dtype_params
 
-if not torch.cuda.is_available():  # must precede drvoice_kernels: its @triton.jit run at import
-    os.environ.setdefault("TRITON_INTERPRET", "1")
-
-import zlib  # noqa: E402
-
-import drvoice_kernels  # noqa: E402
-import pytest  # noqa: E402
-from drvoice_kernels import fused_ungroup, poisoned_outputs, ungroup_reference  # noqa: E402
-from drvoice_kernels._common import compile_for_gpu  # noqa: E402
-from drvoice_kernels.srh_ungroup import FusedUngroupFunction  # noqa: E402
-
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-GPU_ONLY = pytest.mark.skipif(DEVICE == "cpu", reason="bf16 math is wrong in the interpreter")
-DTYPES = [
-    pytest.param(torch.float32, 1e-5, 1e-5, id="fp32"),
-    pytest.param(torch.float16, 1e-2, 1e-2, id="fp16"),
-    pytest.param(torch.bfloat16, 5e-2, 5e-2, id="bf16", marks=GPU_ONLY),
-]
+DTYPES = dtype_params()
 V, D_EMB, D_HID, PAD = 41, 24, 40, 40  # d and D not powers of two; PAD: the pad/silence id
 FUSED_NAME = FusedUngroupFunction.__name__ + "Backward"
 
