@@ -29,17 +29,9 @@ def decoder(
 
 def whisper(width: int, layers: int, heads: int, ffn: int, **extra: Any) -> dict[str, Any]:
     """A Whisper config as a dict (only the encoder is used; the decoder mirrors it)."""
-    return dict(
-        model_type="whisper",
-        d_model=width,
-        encoder_layers=layers,
-        encoder_attention_heads=heads,
-        encoder_ffn_dim=ffn,
-        decoder_layers=layers,
-        decoder_attention_heads=heads,
-        decoder_ffn_dim=ffn,
-        **extra,
-    )
+    shape = {"layers": layers, "attention_heads": heads, "ffn_dim": ffn}
+    sides = {f"{side}_{key}": v for side in ("encoder", "decoder") for key, v in shape.items()}
+    return dict(model_type="whisper", d_model=width, **sides, **extra)
 
 
 # The attention and MLP projections of llama/Qwen2 decoders: where LoRA goes.

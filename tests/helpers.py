@@ -57,3 +57,11 @@ def run_cli(*args: str, env: dict | None = None, timeout: int = 600) -> subproce
     return subprocess.run(
         [str(BIN / "drvoice-lab"), *args], env=env, capture_output=True, text=True, timeout=timeout
     )
+
+
+def small_corpus(folder: Path, dialogues: int, seed: int) -> Path:
+    """A synthesized corpus of a few dialogues (a quarter of the questions held out)."""
+    from drvoice_lab.data.corpus import CorpusConfig, build_corpus
+
+    config = CorpusConfig(num_dialogues=dialogues, seed=seed, heldout_question_fraction=0.25)
+    return build_corpus(folder, config, workers=1, progress=False)

@@ -1,9 +1,7 @@
 """Fused grouping kernel (drvoice_kernels.grouping) vs its torch reference, and the shared
 embedding-gradient scatter. On CPU the Triton kernels run in Triton's interpreter."""
 
-import zlib
 
-import drvoice_kernels
 import pytest
 import torch
 from drvoice_kernels import (
@@ -11,22 +9,13 @@ from drvoice_kernels import (
     embedding_grad_reference,
     fused_grouping,
     grouping_reference,
-    poisoned_outputs,
 )
 from drvoice_kernels._common import compile_for_gpu
 from drvoice_kernels.grouping import FusedGroupingFunction
-from kernel_setup import DEVICE, dtype_params
+from kernel_setup import DEVICE, dtype_params, fresh_seed_and_poison  # noqa: F401 (autouse)
 
 DTYPES = dtype_params()
 V, D_EMB, D_OUT, PAD = 37, 24, 40, 36  # d and D not powers of two; PAD: the pad/silence id
-
-
-@pytest.fixture(autouse=True)
-def _fresh_seed_and_poison(request):
-    assert drvoice_kernels.INTERPRETED or DEVICE == "cuda", "Triton cannot run these tensors"
-    torch.manual_seed(zlib.crc32(request.node.nodeid.encode()))
-    with poisoned_outputs():
-        yield
 
 
 def _inputs(k, mode, dtype, batch=3, length=None, bias=True):

@@ -1,30 +1,19 @@
 """Fused linear + cross-entropy (drvoice_kernels.linear_cross_entropy) vs its torch reference
 and vs ``F.cross_entropy(h @ E.T)``. On CPU the Triton kernel runs in Triton's interpreter."""
 
-import zlib
 
-import drvoice_kernels
 import pytest
 import torch
 import torch.nn.functional as F
 from drvoice_kernels import (
     fused_linear_cross_entropy,
     linear_cross_entropy_reference,
-    poisoned_outputs,
 )
 from drvoice_kernels._common import compile_for_gpu
-from kernel_setup import DEVICE, dtype_params
+from kernel_setup import DEVICE, dtype_params, fresh_seed_and_poison  # noqa: F401 (autouse)
 
 DTYPES = dtype_params(fp16=(1e-2, 2e-3), bf16=(5e-2, 1e-2))
 V, D_EMB, N, IGNORE = 6561, 24, 37, -100  # the S3 vocabulary; d not a power of two; N odd
-
-
-@pytest.fixture(autouse=True)
-def _fresh_seed_and_poison(request):
-    assert drvoice_kernels.INTERPRETED or DEVICE == "cuda", "Triton cannot run these tensors"
-    torch.manual_seed(zlib.crc32(request.node.nodeid.encode()))
-    with poisoned_outputs():
-        yield
 
 
 def _inputs(dtype, rows=N, vocab=V, ignored=0.25):

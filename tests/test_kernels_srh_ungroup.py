@@ -1,27 +1,17 @@
 """Fused SRH ungroup kernel (drvoice_kernels.srh_ungroup) vs its torch reference.
 On CPU the Triton kernels run in Triton's interpreter."""
 
-import zlib
 
-import drvoice_kernels
 import pytest
 import torch
-from drvoice_kernels import fused_ungroup, poisoned_outputs, ungroup_reference
+from drvoice_kernels import fused_ungroup, ungroup_reference
 from drvoice_kernels._common import compile_for_gpu
 from drvoice_kernels.srh_ungroup import FusedUngroupFunction
-from kernel_setup import DEVICE, dtype_params
+from kernel_setup import DEVICE, dtype_params, fresh_seed_and_poison  # noqa: F401 (autouse)
 
 DTYPES = dtype_params()
 V, D_EMB, D_HID, PAD = 41, 24, 40, 40  # d and D not powers of two; PAD: the pad/silence id
 FUSED_NAME = FusedUngroupFunction.__name__ + "Backward"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_seed_and_poison(request):
-    assert drvoice_kernels.INTERPRETED or DEVICE == "cuda", "Triton cannot run these tensors"
-    torch.manual_seed(zlib.crc32(request.node.nodeid.encode()))
-    with poisoned_outputs():
-        yield
 
 
 def _inputs(k, dtype, batch=3, positions=7, bias=True):

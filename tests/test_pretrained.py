@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from helpers import micro_config
+from helpers import micro_config, small_corpus
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
@@ -172,17 +172,11 @@ def _micro_config(tok: TextTokenizer) -> DrVoiceConfig:
 @pytest.fixture(scope="module")
 def trained_smol(tmp_path_factory):
     """A few LoRA steps of the smol recipe's shape (small SRH) on a tiny corpus."""
-    from drvoice_lab.data.corpus import CorpusConfig, build_corpus
     from drvoice_lab.training import load_recipe
     from drvoice_lab.training.loop import Trainer
 
     root = tmp_path_factory.mktemp("smol")
-    corpus = build_corpus(
-        root / "corpus",
-        CorpusConfig(num_dialogues=8, seed=5, heldout_question_fraction=0.25),
-        workers=1,
-        progress=False,
-    )
+    corpus = small_corpus(root / "corpus", 8, seed=5)
     recipe = {
         "preset": "smol",
         "model": {"srh_config": decoder("qwen2", 32, 1, 2, 1, 64)},
