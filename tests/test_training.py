@@ -273,6 +273,22 @@ def test_finished_run_exports_merges_and_chats(run_setup):
         load_checkpoint(final, adapter=root)
 
 
+def test_shipped_model_card_is_what_export_writes():
+    """A re-export writes the committed card: the recipe's reasons, one table per kind,
+    limitations and licences, from the folder's own files and evaluation."""
+    from drvoice_lab.model_folder import default_checkpoint
+    from drvoice_lab.training.export import model_card
+
+    folder = default_checkpoint()
+    reports = json.loads((folder / "eval.json").read_text())
+    card = model_card(folder, reports)
+    assert card == (folder / "README.md").read_text()
+    for heading in ("### Why the recipe looks like this", "## Limitations", "## Licence"):
+        assert card.count(heading) == 1
+    assert "| test_voice | hibari@1.3 | 128 | 82.8 % (22.7 %) | 85.2 % |" in card
+    assert "GPL-3.0" in card and "Apache-2.0" in card and "| MIT |" in card
+
+
 def test_text_world_stage_trains_the_backbone_on_fresh_text(run_setup, tmp_path):
     from drvoice_lab.model_folder import load_checkpoint
     from drvoice_lab.modeling import DrVoiceModel
