@@ -13,31 +13,15 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from helpers import BIN, run_cli
+from helpers import BIN, run_cli, small_corpus
 
-from drvoice_lab.data.corpus import CorpusConfig, build_corpus
+from drvoice_lab.presets import decoder
 from drvoice_lab.training import Recipe, load_recipe
 from drvoice_lab.training.loop import core_cocktail_merge, lr_lambda
 
 MICRO_MODEL = {
-    "backbone_config": {
-        "model_type": "qwen2",
-        "hidden_size": 32,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "intermediate_size": 64,
-        "vocab_size": 1024,
-        "tie_word_embeddings": True,
-    },
-    "srh_config": {
-        "model_type": "qwen2",
-        "hidden_size": 16,
-        "num_hidden_layers": 1,
-        "num_attention_heads": 2,
-        "num_key_value_heads": 1,
-        "intermediate_size": 32,
-    },
+    "backbone_config": decoder("qwen2", 32, 2, 4, 2, 64, vocab_size=1024, tie_word_embeddings=True),
+    "srh_config": decoder("qwen2", 16, 1, 2, 1, 32),
 }
 
 
@@ -103,12 +87,7 @@ def test_core_cocktail_merge_interpolates_the_backbone():
 @pytest.fixture(scope="module")
 def run_setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("train")
-    corpus = build_corpus(
-        root / "corpus",
-        CorpusConfig(num_dialogues=16, seed=3, heldout_question_fraction=0.25),
-        workers=1,
-        progress=False,
-    )
+    corpus = small_corpus(root / "corpus", 16, seed=3)
     recipe = {
         "preset": "tiny",
         "model": MICRO_MODEL,
