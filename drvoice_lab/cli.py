@@ -9,11 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 from drvoice_lab.codec.cli import add_speech_commands
 from drvoice_lab.config import DrVoiceConfig, preset_names
+from drvoice_lab.data.commands import add_data_commands
 from drvoice_lab.training.commands import add_training_commands
 
 
@@ -113,37 +113,6 @@ def cmd_turn(args: argparse.Namespace) -> int:
             print(f"written: {args.out}")
     timings = {k: v for k, v in result.timings.items() if k != "positions"}
     print("timings: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in timings.items()))
-    return 0
-
-
-def _add_data(sub: argparse._SubParsersAction) -> None:
-    data = sub.add_parser("data", help="corpus synthesis").add_subparsers(
-        dest="data_cmd", required=True
-    )
-    p = data.add_parser("build", help="synthesize the spoken-dialogue corpus (cached, resumable)")
-    p.add_argument("--out", default=None, help="corpus folder (default: <cache>/corpus/default)")
-    p.add_argument("--dialogues", type=int, default=3000, help="number of dialogues")
-    p.add_argument("--max-turns", type=int, default=3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=2, help="synthesis processes")
-    p.set_defaults(func=cmd_data_build)
-
-
-def cmd_data_build(args: argparse.Namespace) -> int:
-    from drvoice_lab.data.corpus import CorpusConfig, build_corpus, default_corpus_dir
-
-    config = CorpusConfig(num_dialogues=args.dialogues, max_turns=args.max_turns, seed=args.seed)
-    out = args.out or default_corpus_dir()
-    t0 = time.perf_counter()
-    build_corpus(out, config, workers=args.workers)
-    manifest = json.loads((Path(out) / "manifest.json").read_text())
-    print(
-        f"corpus at {out}: {sum(manifest['splits'].values())} dialogues "
-        f"({', '.join(f'{k} {v}' for k, v in manifest['splits'].items())}), "
-        f"{manifest['turns']} turns, {manifest['utterances']} distinct utterances, "
-        f"{manifest['hours']:.2f} h of speech, text vocabulary {manifest['text_vocab_size']}; "
-        f"built in {time.perf_counter() - t0:.0f}s"
-    )
     return 0
 
 
@@ -397,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_info(sub)
     _add_turn(sub)
-    _add_data(sub)
+    add_data_commands(sub)
     add_speech_commands(sub)
     add_training_commands(sub)
     _add_chat(sub)
