@@ -311,3 +311,26 @@ def test_a_conversation_longer_than_the_context_drops_its_oldest_turns(chat, mon
     assert result.text and len(conversation.history) == 4  # trimmed in the prompt only
     with pytest.raises(ValueError, match="more than the model's context"):
         chat.fork().respond(text="What is the opposite of cold?", mode="T2T", max_positions=limit)
+
+
+def test_the_smol_recipe_runs_every_stage(tmp_path):
+    """The shipped smol recipe, one step per stage on a small corpus: CTC alignment against
+    SmolLM2's 49k vocabulary and embeddings, SRH pre-training, CoM-Mixing, the Core-Cocktail
+    merge of LoRA and added rows, the second stage; then the folder loads on its base."""
+    from drvoice_lab.training import load_recipe
+    from drvoice_lab.training.loop import Trainer
+
+    recipe = load_recipe("smol")
+    for stage in recipe.stages:
+        stage.steps = 0 if stage.is_merge else 1
+        stage.warmup_steps = 0
+    recipe.corpus = str(small_corpus(tmp_path / "corpus", 6, seed=7))
+    recipe.batch_size, recipe.eval_every = 2, 0
+    trainer = Trainer(recipe, tmp_path / "run", progress=False)
+    final = trainer.run()
+    log = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    stages = [r["stage"] for r in log if "loss" in r or "merge_alpha" in r]
+    assert stages == ["align", "embed_align", "srh_pretrain", "post_train", "merge", "post_train_2"]
+    base = json.loads((tmp_path / "run" / "recipe.json").read_text())
+    assert base["preset"] == "smol"
+    assert DrVoiceModel.from_pretrained(final).keeps_base_frozen
