@@ -51,7 +51,7 @@ def test_presets_load_and_bad_recipes_are_explained(tmp_path):
         with pytest.raises(ValueError, match=rf"stage a: {option.split(':')[0]}.* was removed"):
             load_recipe(str(bad))
     bad.write_text("preset: tiny\nbatchsize: 3\nstages: [{name: a, steps: 2}]\n")
-    with pytest.raises(ValueError, match="unknown recipe keys.*batchsize"):
+    with pytest.raises(ValueError, match="recipe: unknown keys.*batchsize"):
         load_recipe(str(bad))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -25,6 +26,11 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         help="stop after this many optimizer steps (the run stays resumable)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--force-new",
+        action="store_true",
+        help="--out holds a run of another recipe: start a fresh run beside it (OUT-2, ...)",
+    )
     p.set_defaults(func=cmd_train)
 
 
@@ -35,6 +41,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides = {"corpus": args.corpus} if args.corpus else {}
     recipe = load_recipe(args.recipe, **overrides)
     out = Path(args.out or Path("runs") / Path(args.recipe).stem)
+    if args.force_new:
+        out = _fresh_beside(out, recipe)
     t0 = time.perf_counter()
     trainer = Trainer(recipe, out, progress=not args.quiet)
     result = trainer.run(stop_after_steps=args.stop_after)
@@ -45,6 +53,23 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"model: {result}"
         )
     return 0
+
+
+def _fresh_beside(out: Path, recipe) -> Path:
+    """``out`` if it is free or holds this recipe's run, else the first free ``out-N``."""
+    from drvoice_lab.training.loop import check_same_recipe
+
+    candidate, n = out, 1
+    while True:
+        try:
+            check_same_recipe(candidate, recipe)
+            break
+        except ValueError:
+            n += 1
+            candidate = out.with_name(f"{out.name}-{n}")
+    if candidate != out:
+        print(f"{out} holds another recipe's run: training in {candidate}", file=sys.stderr)
+    return candidate
 
 
 def _add_merge(sub: argparse._SubParsersAction) -> None:

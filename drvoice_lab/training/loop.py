@@ -143,7 +143,9 @@ class Trainer:
                 for k, v in self.model.backbone.named_parameters()
                 if not self.model.keeps_base_frozen or id(v) in trainable
             }
-            save_file(state, str(path))
+            partial = path.with_suffix(".partial")
+            save_file(state, str(partial))
+            os.replace(partial, path)  # a kill mid-write never leaves a truncated M0
         self.accelerator.wait_for_everyone()
         return load_file(str(path))
 
@@ -168,7 +170,8 @@ class Trainer:
         acc, recipe = self.accelerator, self.recipe
         self.out.mkdir(parents=True, exist_ok=True)
         if self.is_main:
-            (self.out / "recipe.json").write_text(json.dumps(recipe.to_dict(), indent=1))
+            check_same_recipe(self.out, recipe)
+            _write_atomic(self.out / "recipe.json", json.dumps(recipe.to_dict(), indent=1))
         base_backbone = self._base_backbone()
         resume = latest_checkpoint(self.out)
         position = {"stage": 0, "stage_step": 0, "micro_batch": 0, "global_step": 0}
@@ -407,3 +410,30 @@ class Trainer:
             (final / "training.json").write_text(json.dumps(facts, indent=1) + "\n")
         self.accelerator.wait_for_everyone()
         return final
+
+
+def check_same_recipe(out: Path, recipe: Recipe) -> None:
+    """A run folder belongs to one recipe: resuming (or re-finishing) it with another would
+    mix two runs' weights and describe them with the new one. Refuse, naming what differs."""
+    saved = out / "recipe.json"
+    if not saved.exists():
+        return
+    try:
+        before = json.loads(saved.read_text())
+    except json.JSONDecodeError:
+        before = None
+    now = json.loads(json.dumps(recipe.to_dict()))
+    if before == now:
+        return
+    changed = sorted(k for k in set(now) | set(before or {}) if (before or {}).get(k) != now.get(k))
+    raise ValueError(
+        f"{out} holds a run of another recipe (differs in: {', '.join(changed)}); resume it "
+        "with the same recipe, pick another --out, or pass --force-new to start a fresh run "
+        "beside it"
+    )
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    partial = path.with_suffix(path.suffix + ".partial")
+    partial.write_text(text)
+    os.replace(partial, path)

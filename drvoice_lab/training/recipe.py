@@ -14,7 +14,7 @@ with the backbone as it was when training started). The paper's schedule, as a r
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ import yaml
 from drvoice_lab.config import PRESETS
 from drvoice_lab.data.com import MODES
 from drvoice_lab.modeling.lora import LoraSettings
+from drvoice_lab.training.recipe_schema import check_fields, check_model_overrides
 
 TRAINABLE_PARTS = ("backbone", "srh", "grouping", "adapter")
 OBJECTIVES = ("lm", "ctc_align", "ctc_embed")
@@ -86,6 +87,10 @@ class Stage:
             raise ValueError(f"stage {self.name}: steps must be >= 1")
         if self.lr <= 0:
             raise ValueError(f"stage {self.name}: lr must be > 0")
+        if self.min_lr is not None and not 0 <= self.min_lr <= self.lr:
+            raise ValueError(f"stage {self.name}: min_lr must be in [0, lr={self.lr}]")
+        if self.warmup_steps < 0:
+            raise ValueError(f"stage {self.name}: warmup_steps must be >= 0")
         unknown = set(self.modes) - set(MODES)
         if unknown:
             raise ValueError(f"stage {self.name}: unknown CoM modes {sorted(unknown)}")
@@ -135,8 +140,18 @@ class Recipe:
     def validate(self) -> None:
         if self.preset not in PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}; choose one of {sorted(PRESETS)}")
-        if self.batch_size < 1 or self.grad_accum < 1:
-            raise ValueError("batch_size and grad_accum must be >= 1")
+        at_least = {"batch_size": 1, "grad_accum": 1, "log_every": 1, "save_every": 1,
+                    "keep_checkpoints": 1, "eval_every": 0, "eval_batches": 0}  # fmt: skip
+        for name, low in at_least.items():
+            if getattr(self, name) < low:
+                raise ValueError(f"recipe: {name} must be >= {low}, got {getattr(self, name)}")
+        if self.clip_grad < 0 or self.weight_decay < 0:
+            raise ValueError("recipe: clip_grad and weight_decay must be >= 0")
+        if self.init_from and not (Path(self.init_from) / "config.json").is_file():
+            raise ValueError(
+                f"recipe: init_from {self.init_from} is not a model folder (no config.json); "
+                "point it at a trained model (runs/<name>/final) or an export"
+            )
         if not self.stages:
             raise ValueError("a recipe needs at least one stage")
         names = [s.name for s in self.stages]
@@ -156,13 +171,12 @@ class Recipe:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Recipe:
-        known = {f.name for f in fields(cls)}
-        unknown = set(raw) - known
-        if unknown:
-            raise ValueError(f"unknown recipe keys {sorted(unknown)}; known: {sorted(known)}")
+        check_fields(raw, cls, "recipe")
+        check_model_overrides(raw.get("model", {}))
         raw = dict(raw)
         raw["stages"] = [_stage(s) for s in raw.get("stages", [])]
         if raw.get("lora") is not None:
+            check_fields(raw["lora"], LoraSettings, "recipe: lora")
             raw["lora"] = LoraSettings(**raw["lora"])
         recipe = cls(**raw)
         recipe.validate()
@@ -177,13 +191,11 @@ def _removed(stage: str, option: str) -> str:
 
 
 def _stage(raw: dict[str, Any]) -> Stage:
-    removed = sorted(set(raw) & set(REMOVED))
+    name = raw.get("name", "?") if isinstance(raw, dict) else "?"
+    removed = sorted(set(raw) & set(REMOVED)) if isinstance(raw, dict) else []
     if removed:
-        raise ValueError(_removed(raw.get("name", "?"), removed[0]))
-    known = {f.name for f in fields(Stage)}
-    unknown = set(raw) - known
-    if unknown:
-        raise ValueError(f"unknown stage keys {sorted(unknown)}; known: {sorted(known)}")
+        raise ValueError(_removed(name, removed[0]))
+    check_fields(raw, Stage, f"stage {name}")
     return Stage(**raw)
 
 
