@@ -124,6 +124,9 @@ def _add_chat(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--audio", help="the spoken question (any rate, mono or stereo)")
     src.add_argument("--text", help="the typed question")
     p.add_argument(
+        "--no-vad", action="store_true", help="use the whole recording (no Silero VAD trimming)"
+    )
+    p.add_argument(
         "--mode", default=None, help="CoM mode (default: S2M for --audio, T2M for --text)"
     )
     p.add_argument("--checkpoint", default=None, help="model folder (default: the shipped model)")
@@ -153,6 +156,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
     if args.out:
         check_audio_out(args.out)
     audio = load_audio(args.audio) if args.audio else None  # validated, 16 kHz mono
+    if audio is not None and not args.no_vad:  # as the demo: noise and clicks are no question
+        audio = _speech_only(audio, args.audio)
     mode = args.mode or ("S2M" if args.audio else "T2M")
     chat = VoiceChat.from_checkpoint(args.checkpoint or default_checkpoint(), args.adapter)
     sampling = SamplingConfig(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
@@ -194,6 +199,20 @@ def cmd_chat(args: argparse.Namespace) -> int:
     )
     print(f"[{mode}: {result.timings['positions']} positions; {timing}]", file=sys.stderr)
     return status
+
+
+def _speech_only(audio, path: str):
+    """The spoken part of a recording (Silero VAD), or an error that says none was heard."""
+    try:
+        from drvoice_lab.audio.vad import trim_silence
+    except ImportError:  # silero-vad comes with the `demo` extra
+        print("[no VAD installed (pip install silero-vad): the whole recording is used]",
+              file=sys.stderr)  # fmt: skip
+        return audio
+    try:
+        return trim_silence(audio).audio
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from err
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:

@@ -18,7 +18,7 @@ import torch
 from drvoice_lab.data.text_tokenizer import TextTokenizer
 from drvoice_lab.modeling import DrVoiceModel
 from drvoice_lab.modeling.backbones import BackboneError
-from drvoice_lab.modeling.base_model import CheckpointError
+from drvoice_lab.modeling.base_model import CheckpointError, check_header
 
 __all__ = [
     "SPEECH_TOKENIZER_REF",
@@ -90,7 +90,7 @@ def load_checkpoint(
         tokenizer = TextTokenizer.for_config(config, folder)
     except BackboneError:
         raise
-    except (OSError, ValueError) as err:  # a damaged tokenizer file
+    except Exception as err:  # a damaged tokenizer file (the tokenizers library's own errors)
         raise CheckpointError(f"the text tokenizer of {folder} cannot be read: {err}") from err
     model = DrVoiceModel.from_pretrained(folder, dtype=torch.float32).eval()
     if adapter is not None:
@@ -116,6 +116,16 @@ def _with_adapter(model: DrVoiceModel, adapter: Path) -> DrVoiceModel:
             "written by a LoRA recipe's `drvoice-lab train` (runs/<name>/final)"
         )
     try:
+        json.loads((adapter / "adapter_config.json").read_text())
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{adapter}/adapter_config.json is not valid JSON: {err}") from err
+    weights = adapter / "adapter_model.safetensors"
+    if weights.is_file():
+        check_header(weights)
+    try:
         return merge_adapter(load_adapter(model, adapter)).eval()
-    except (RuntimeError, KeyError) as err:  # shapes or module names of another model
-        raise CheckpointError(f"adapter {adapter} does not fit this model: {err}") from err
+    except Exception as err:  # peft: shapes, module names or fields of another model's adapter
+        raise CheckpointError(
+            f"the adapter in {adapter} does not fit this model ({type(err).__name__}: {err}); "
+            "use an adapter trained on this model"
+        ) from err

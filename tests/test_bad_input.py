@@ -8,6 +8,7 @@ the other rows call ``cli.main`` in-process (the same parser and error handling)
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 import shutil
@@ -114,6 +115,71 @@ def a_file(tmp: Path) -> Path:
     return tmp / "notes.txt"
 
 
+def broken_model(change: Callable[[Path], None]) -> Callable:
+    """`chat` on a copy of the model folder that ``change`` damaged."""
+
+    def build(tmp: Path, model: Path) -> list[str]:
+        folder = Path(shutil.copytree(model, tmp / "broken"))
+        change(folder)
+        return ["chat", "--checkpoint", str(folder), "--text", "Hi?", "--mode", "T2T"]
+
+    return build
+
+
+def cut_weights(folder: Path) -> None:
+    data = (folder / "model.safetensors").read_bytes()
+    (folder / "model.safetensors").write_bytes(data[: len(data) // 2])
+
+
+def other_weights(folder: Path) -> None:
+    """Another model's weights under this config (a micro model's, same file name)."""
+    from helpers import micro_config
+
+    from drvoice_lab import DrVoiceModel
+
+    DrVoiceModel(micro_config()).save_pretrained(folder / "other")
+    (folder / "other" / "model.safetensors").replace(folder / "model.safetensors")
+    shutil.rmtree(folder / "other")
+
+
+def edit_config(**srh: int) -> Callable[[Path], None]:
+    def change(folder: Path) -> None:
+        config = json.loads((folder / "config.json").read_text())
+        config["srh_config"].update(srh)
+        (folder / "config.json").write_text(json.dumps(config))
+
+    return change
+
+
+def bad_adapter(weights: bytes | None) -> Callable:
+    """`chat --adapter` with a garbage config (``weights`` None) or garbage weights."""
+
+    def build(tmp: Path, model: Path) -> list[str]:
+        from drvoice_lab.modeling.lora import LoraSettings, lora_config
+
+        adapter = tmp / "adapter"
+        adapter.mkdir()
+        if weights is None:
+            (adapter / "adapter_config.json").write_text("{not json")
+        else:
+            lora_config(LoraSettings()).save_pretrained(str(adapter))
+            (adapter / "adapter_model.safetensors").write_bytes(weights)
+        return ["chat", "--adapter", str(adapter), "--text", "Hi?", "--mode", "T2T"]
+
+    return build
+
+
+def recording(samples: np.ndarray) -> Callable:
+    def build(tmp: Path, model: Path) -> list[str]:
+        sf.write(tmp / "rec.wav", samples.astype(np.float32), 16_000)
+        return ["chat", "--audio", str(tmp / "rec.wav")]
+
+    return build
+
+
+NOISE = np.random.default_rng(0).normal(0, 0.1, 32_000)  # 2 s of white noise
+
+
 def eval_args(*args: str) -> Callable:
     return lambda tmp, model: ["eval", "--modes", "T2T", *args]
 
@@ -155,6 +221,27 @@ CASES = [
     Case("chat-out-under-a-file", chat_out(lambda t: a_file(t) / "a.wav"), r"is a file, not a"),
     Case("chat-out-is-a-folder", chat_out(lambda t: t), r"is a folder; --out needs a file name"),
     Case("chat-out-not-audio", chat_out(lambda t: t / "answer.mp3"), r"name it \.wav or \.flac"),
+    # model folders and adapters: damaged or another model's, refused by name
+    Case("folder-weights-cut-short", broken_model(cut_weights),
+         r"broken/model\.safetensors cannot be read .*cut short"),
+    Case("folder-weights-empty", broken_model(lambda f: (f / "model.safetensors").write_bytes(b"")),
+         r"broken/model\.safetensors cannot be read"),
+    Case("folder-other-models-weights", broken_model(other_weights),
+         r"broken/model\.safetensors does not fit its config\.json"),
+    Case("folder-shape-mismatch", broken_model(edit_config(intermediate_size=100)),
+         r"wrong shape: srh\.transformer\.layers\.0\.mlp"),
+    Case("folder-config-not-json",
+         broken_model(lambda f: (f / "config.json").write_text("{nope")),
+         r"broken/config\.json is not a valid DrVoice config"),
+    Case("folder-text-tokenizer-garbage",
+         broken_model(lambda f: (f / "text_tokenizer.json").write_text("garbage")),
+         r"the text tokenizer of .*broken cannot be read"),
+    Case("adapter-config-garbage", bad_adapter(None), r"adapter/adapter_config\.json is not valid"),
+    Case("adapter-weights-garbage", bad_adapter(b"junk" * 8),
+         r"adapter/adapter_model\.safetensors cannot be read"),
+    # chat --audio: the same voice-activity check as the demo
+    Case("chat-audio-pure-noise", recording(NOISE), r"rec\.wav: no speech detected"),
+    Case("chat-audio-10-ms", recording(NOISE[:160]), r"rec\.wav: .*(too short|no speech)"),
     # eval
     Case("eval-no-corpus", eval_args(), r"no corpus at .*drvoice-lab data build", cli=True,
          empty_cache=True),

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 from peft import LoraConfig, inject_adapter_in_model
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -154,6 +155,32 @@ def read_weights(folder: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(
             f"{path} cannot be read ({err}); the file is damaged or cut short"
         ) from err
+
+
+def check_header(path: Path) -> None:
+    """Read a safetensors file's header (not its tensors): empty, cut short or not safetensors
+    at all raise a CheckpointError naming the file."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            for name in f.keys():
+                f.get_slice(name)  # each tensor's extent must lie inside the file
+    except Exception as err:  # safetensors raises its own error types on damaged files
+        raise CheckpointError(
+            f"{path} cannot be read ({err}); the file is damaged or cut short: export or "
+            "train the model again"
+        ) from err
+
+
+def wrong_shapes(path: Path, expected: dict[str, torch.Tensor]) -> str:
+    """The tensors of a safetensors file whose shapes differ from ``expected``'s, named."""
+    with safe_open(str(path), framework="pt") as f:
+        found = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
+    names = sorted(
+        f"{k} {found[k]} (config: {tuple(expected[k].shape)})"
+        for k in found
+        if k in expected and found[k] != tuple(expected[k].shape)
+    )
+    return _few(names) if names else ""
 
 
 def check_loading_info(info: dict, folder: Path) -> None:

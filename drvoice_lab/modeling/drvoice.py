@@ -28,6 +28,7 @@ from transformers.utils import ModelOutput
 
 from drvoice_lab.config import DrVoiceConfig
 from drvoice_lab.modeling import base_model
+from drvoice_lab.modeling.base_model import CheckpointError
 from drvoice_lab.modeling.grouping import SpeechAdapter, SpeechGrouping
 from drvoice_lab.modeling.srh import SpeechRefinedHead
 
@@ -240,9 +241,20 @@ class DrVoiceModel(DrVoicePreTrainedModel):
             return model.eval()
         if config is not None:
             kwargs["config"] = config
-        model, info = super().from_pretrained(
-            pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs
-        )
+        if (folder / "model.safetensors").is_file():
+            base_model.check_header(folder / "model.safetensors")  # damaged: a clear error
+        try:
+            model, info = super().from_pretrained(
+                pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs
+            )
+        except RuntimeError as err:  # a tensor of another shape than the config's
+            with torch.device("meta"):
+                expected = cls(config or DrVoiceConfig.from_pretrained(folder)).state_dict()
+            wrong = base_model.wrong_shapes(folder / "model.safetensors", expected)
+            raise CheckpointError(
+                f"{folder}/model.safetensors does not fit its config.json (wrong shape: "
+                f"{wrong or err}); the folder holds another model's weights"
+            ) from err
         base_model.check_loading_info(info, folder)
         return model
 
