@@ -152,6 +152,19 @@ def read_question(path: str, limits: AudioLimits, trim: bool) -> tuple[np.ndarra
     return wav, note + ")"
 
 
+def for_page(err: Exception, upload: str | None = None) -> str:
+    """An error as the page shows it: the uploaded file by its name only, and no server path
+    (the demo's upload folder or cache) in the text."""
+    text = str(err)
+    if upload:
+        text = text.replace(str(upload), Path(upload).name)
+    from drvoice_lab.paths import cache_dir
+
+    for folder in (str(_temp_dir()), str(cache_dir())):
+        text = text.replace(folder + os.sep, "").replace(folder, "<server cache>")
+    return text
+
+
 def wav_bytes(samples: np.ndarray, rate: int) -> bytes:
     """A chunk of audio as a small 16-bit wav file (the streamed audio output's unit)."""
     buffer = io.BytesIO()
@@ -298,8 +311,10 @@ def build_app(settings: DemoSettings = DemoSettings()):
                     speech_sampling=SamplingConfig(speech_temperature, top_p=speech_top_p),
                     max_positions=int(positions),
                 )
-            except (AudioError, CheckpointError, ValueError) as err:
-                yield {status: f"⚠️ {err}"}
+            except Exception as err:  # bad input or settings: the page's own message
+                if not isinstance(err, AudioError | CheckpointError | ValueError | OSError):
+                    log.exception("turn could not start")
+                yield {status: f"⚠️ {for_page(err, audio_path)}"}
                 return
             user = f"[{note}]" if spec.speech_in else typed
             messages += [{"role": "user", "content": user}, {"role": "assistant", "content": ""}]
@@ -326,7 +341,7 @@ def build_app(settings: DemoSettings = DemoSettings()):
                     yield page
             except Exception as err:  # a failure inside the model: a message, history intact
                 log.exception("turn failed")
-                failed = f"⚠️ the turn failed ({type(err).__name__}: {err}); nothing was kept"
+                failed = f"⚠️ the turn failed ({for_page(err, audio_path)}); nothing was kept"
                 yield {chatbot: messages[:-2], status: failed}
 
         inputs = [

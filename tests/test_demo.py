@@ -65,11 +65,12 @@ def questions(tmp_path_factory):
     return [(corpus / t.user_audio, t.question) for t in turns]
 
 
-def ask(client: Client, audio=None, text: str = "", mode: str = AUTO, adapter: str = "") -> dict:
+def ask(client: Client, audio=None, text: str = "", mode: str = AUTO, adapter: str = "",
+        checkpoint: str = "") -> dict:  # fmt: skip
     """One /answer call; the outputs by name."""
     values = client.predict(
         handle_file(str(audio)) if audio is not None else None,
-        text, [], mode, 0.0, 1.0, 0.0, 1.0, True, 120, "", adapter,
+        text, [], mode, 0.0, 1.0, 0.0, 1.0, True, 120, checkpoint, adapter,
         api_name="/answer",
     )  # fmt: skip
     return dict(zip(OUTPUTS, values, strict=True))
@@ -234,37 +235,75 @@ TYPED = [
 ]
 
 
-def test_eight_concurrent_sessions_keep_their_own_history(server):
-    """Eight clients at once, two typed turns each: every answer equals what the same model
-    says to that session alone (greedy decoding), so no history leaked between sessions."""
+def test_eight_concurrent_sessions_keep_their_own_history(server, questions):
+    """Eight clients at once, three turns each that alternate typed and spoken input (T2T, S2T,
+    T2T): every answer equals what the same model says to that session alone (greedy
+    decoding), so no history leaked between sessions and mixed modes keep working."""
+    from drvoice_lab.audio.io import AudioLimits
+    from drvoice_lab.demo import read_question
+
     chat = VoiceChat.from_checkpoint(default_checkpoint())
+    plans = [
+        [(None, TYPED[i], "T2T"), (questions[i % len(questions)][0], "", "S2T"),
+         (None, TYPED[(i + 3) % len(TYPED)], "T2T")]
+        for i in range(len(TYPED))
+    ]  # fmt: skip
     expected, without_history = [], []
-    for i, first in enumerate(TYPED):
-        session = chat.fork()
-        second = TYPED[(i + 3) % len(TYPED)]
-        expected.append([session.respond(text=q, mode="T2T").text for q in (first, second)])
-        without_history.append(chat.fork().respond(text=second, mode="T2T").text)
-    # The check has teeth: for some session the first turn changes the second answer, so a
-    # dropped or swapped history would show.
-    assert any(e[1] != w for e, w in zip(expected, without_history, strict=True))
-    got: list[list[str] | None] = [None] * len(TYPED)
+    for plan in plans:
+        session, answers = chat.fork(), []
+        for audio, text, mode in plan:
+            wav = read_question(str(audio), AudioLimits(), True)[0] if audio else None
+            answers.append(session.respond(audio=wav, sample_rate=16000, text=text or None,
+                                           mode=mode).text)  # fmt: skip
+        expected.append(answers)
+        alone = chat.fork()
+        alone.respond(text=plan[2][1], mode="T2T")  # the typed turns alone, no spoken one
+        without_history.append(alone.respond(text=plan[0][1], mode="T2T").text)
+    # The check has teeth: for some session the history changes an answer (here: the same
+    # typed question after another history), so a dropped or swapped history would show.
+    firsts = [chat.fork().respond(text=plan[0][1], mode="T2T").text for plan in plans]
+    assert any(f != w for f, w in zip(firsts, without_history, strict=True))
+    got: list[list[str] | None] = [None] * len(plans)
     errors: list[BaseException] = []
 
     def run(i: int) -> None:
         try:
             client = Client(server, verbose=False)
-            second = TYPED[(i + 3) % len(TYPED)]
-            got[i] = [answer_text(ask(client, text=q, mode="T2T")) for q in (TYPED[i], second)]
+            got[i] = [answer_text(ask(client, audio, text, mode)) for audio, text, mode in plans[i]]
         except BaseException as err:  # reported below with the others
             errors.append(err)
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(TYPED))]
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(plans))]
     for t in threads:
         t.start()
     for t in threads:
-        t.join(timeout=300)
+        t.join(timeout=600)
     assert not errors, errors
     assert got == expected
+
+
+def test_a_bad_model_folder_in_the_settings_is_a_message_without_server_paths(server, tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{nope")
+    (broken / "model.safetensors").write_bytes(b"")
+    client = Client(server, verbose=False)
+    out = ask(client, text="What is two plus two?", mode="T2T", checkpoint=str(broken))
+    assert out["status"].startswith("⚠️") and "config.json is not a valid" in out["status"]
+    out = ask(client, text="Hi?", mode="T2T", adapter=str(tmp_path))
+    assert out["status"].startswith("⚠️") and "not a LoRA adapter" in out["status"]
+    from drvoice_lab.demo import _temp_dir
+
+    assert str(_temp_dir()) not in out["status"]
+
+
+def test_page_messages_name_uploads_by_file_name_only():
+    from drvoice_lab.demo import _temp_dir, for_page
+
+    upload = str(_temp_dir() / "abc123" / "question.wav")
+    err = ValueError(f"{upload}: no speech detected in 2.0 s of audio")
+    assert for_page(err, upload) == "question.wav: no speech detected in 2.0 s of audio"
+    assert str(_temp_dir()) not in for_page(ValueError(f"cannot read {_temp_dir()}/x/y.wav"))
 
 
 # --- the real browser --------------------------------------------------------------------
