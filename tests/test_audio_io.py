@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from drvoice_lab.audio import (
+from drvoice_lab.audio.io import (
     AudioLimits,
     AudioTooLongError,
     ClippedAudioError,

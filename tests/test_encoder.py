@@ -15,12 +15,12 @@ import torch
 from transformers import WhisperForConditionalGeneration
 
 from drvoice_lab.audio import encoder as encoder_module
-from drvoice_lab.audio import resample
 from drvoice_lab.audio.encoder import (
     EncoderNotFoundError,
     SpeechEncoder,
     embedded_whisper_path,
 )
+from drvoice_lab.audio.io import resample
 
 SENTENCE = "The quick brown fox jumps over the lazy dog near the river bank."
 START_OF_TRANSCRIPT, NO_TIMESTAMPS, END_OF_TEXT = 50257, 50362, 50256  # tiny.en token ids

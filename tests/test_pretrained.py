@@ -177,16 +177,10 @@ def trained_smol(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("smol")
     corpus = small_corpus(root / "corpus", 8, seed=5)
-    recipe = {
-        "preset": "smol",
-        "model": {"srh_config": decoder("qwen2", 32, 1, 2, 1, 64)},
-        "corpus": str(corpus),
-        "batch_size": 2,
-        "log_every": 1,
-        "eval_every": 0,
-        "save_every": 100,
-        "stages": [{"name": "post", "modes": {"S2M": 1}, "steps": 4, "lr": 3e-3}],
-    }  # fmt: skip
+    stage = {"name": "post", "modes": {"S2M": 1}, "steps": 4, "lr": 3e-3}
+    recipe = dict(preset="smol", model={"srh_config": decoder("qwen2", 32, 1, 2, 1, 64)},
+                  corpus=str(corpus), batch_size=2, log_every=1, eval_every=0, save_every=100,
+                  stages=[stage])  # fmt: skip
     path = root / "smol.yaml"
     path.write_text(yaml.safe_dump(recipe))
     trainer = Trainer(load_recipe(str(path)), root / "run", progress=False)
@@ -328,7 +322,8 @@ def test_the_smol_recipe_runs_every_stage(tmp_path):
     recipe.batch_size, recipe.eval_every = 2, 0
     trainer = Trainer(recipe, tmp_path / "run", progress=False)
     final = trainer.run()
-    log = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    log = [json.loads(line) for line in lines]
     stages = [r["stage"] for r in log if "loss" in r or "merge_alpha" in r]
     assert stages == ["align", "embed_align", "srh_pretrain", "post_train", "merge", "post_train_2"]
     base = json.loads((tmp_path / "run" / "recipe.json").read_text())

@@ -19,7 +19,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from drvoice_lab.audio import AudioError, resample
+from drvoice_lab.audio.io import AudioError, resample
 from drvoice_lab.codec.cli import add_speech_commands
 from drvoice_lab.codec.config import MelCodecConfig
 from drvoice_lab.codec.cosyvoice import CosyVoice2Tokenizer, CosyVoiceUnavailable

@@ -24,7 +24,7 @@ def speech(seconds: float) -> np.ndarray:
     """``seconds`` of real speech at 16 kHz (one sentence, tiled)."""
     from hibari import Hibari
 
-    from drvoice_lab.audio import resample
+    from drvoice_lab.audio.io import resample
 
     wav = resample(Hibari()(TEXT, seed=0), 24000)
     samples = int(seconds * 16_000)

@@ -107,7 +107,7 @@ def heldout_sentences(count: int, training_count: int = 2000, training_seed: int
 
 def measure(tokenizer, texts: list[str], asr, progress: bool = True) -> dict:
     """Original and round-trip WER, decode RTF (wall and CPU) over ``texts``."""
-    from drvoice_lab.audio import resample
+    from drvoice_lab.audio.io import resample
     from drvoice_lab.codec.fitting import synthesize
 
     wavs = synthesize(texts, seed=HELDOUT_SEED, progress=progress)

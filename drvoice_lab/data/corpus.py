@@ -209,23 +209,8 @@ def build_corpus(
 ) -> Path:
     """Synthesize (or reuse) all audio and write the manifest and dialogues. Returns out_dir."""
     out = Path(out_dir)
-    (out / "audio").mkdir(parents=True, exist_ok=True)
     dialogues = plan_dialogues(config)
-    jobs = {}
-    for dialogue in dialogues:
-        for turn in dialogue.turns:
-            jobs[turn.user_audio] = (turn.user_voice, turn.question)
-            jobs[turn.assistant_audio] = (config.assistant_voice, turn.answer)
-    _synthesize_missing(out, jobs, workers, progress)
-    durations = {rel: sf.info(str(out / rel)).duration for rel in jobs}
-    for dialogue in dialogues:
-        for turn in dialogue.turns:
-            turn.user_seconds = round(durations[turn.user_audio], 4)
-            turn.assistant_seconds = round(durations[turn.assistant_audio], 4)
-    _write_text(
-        out / "dialogues.jsonl",
-        "".join(json.dumps(asdict(d), sort_keys=True) + "\n" for d in dialogues),
-    )
+    durations = write_dialogues(out, dialogues, config.assistant_voice, workers, progress)
     if config.text_tokenizer:
         tokenizer = TextTokenizer.load(config.text_tokenizer)
     else:
@@ -240,7 +225,7 @@ def build_corpus(
         "config": asdict(config),
         "splits": {s: counts.get(s, 0) for s in SPLITS},
         "turns": sum(len(d.turns) for d in dialogues),
-        "utterances": len(jobs),
+        "utterances": len(durations),
         "hours": round(sum(durations.values()) / 3600, 3),
         "sample_rate": MODEL_SAMPLE_RATE,
         "text_vocab_size": tokenizer.vocab_size,
@@ -252,6 +237,30 @@ def build_corpus(
     }
     _write_text(out / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return out
+
+
+def write_dialogues(
+    out: Path, dialogues: list[Dialogue], assistant_voice: str, workers: int, progress: bool
+) -> dict[str, float]:
+    """Synthesize every utterance not on disk yet, set each turn's durations and write
+    ``dialogues.jsonl``; returns the seconds of each distinct utterance."""
+    (out / "audio").mkdir(parents=True, exist_ok=True)
+    jobs = {}
+    for dialogue in dialogues:
+        for turn in dialogue.turns:
+            jobs[turn.user_audio] = (turn.user_voice, turn.question)
+            jobs[turn.assistant_audio] = (assistant_voice, turn.answer)
+    _synthesize_missing(out, jobs, workers, progress)
+    durations = {rel: sf.info(str(out / rel)).duration for rel in jobs}
+    for dialogue in dialogues:
+        for turn in dialogue.turns:
+            turn.user_seconds = round(durations[turn.user_audio], 4)
+            turn.assistant_seconds = round(durations[turn.assistant_audio], 4)
+    _write_text(
+        out / "dialogues.jsonl",
+        "".join(json.dumps(asdict(d), sort_keys=True) + "\n" for d in dialogues),
+    )
+    return durations
 
 
 def _write_text(path: Path, text: str) -> None:

@@ -18,10 +18,7 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
-from dataclasses import asdict
 from pathlib import Path
-
-import soundfile as sf
 
 from drvoice_lab.audio.io import MODEL_SAMPLE_RATE
 from drvoice_lab.data.corpus import (
@@ -29,9 +26,9 @@ from drvoice_lab.data.corpus import (
     SPLITS,
     Dialogue,
     Turn,
-    _synthesize_missing,
     _write_text,
     utterance_id,
+    write_dialogues,
 )
 from drvoice_lab.data.open_answers import answer_questions, read_answers_jsonl
 from drvoice_lab.data.voices import ASSISTANT_VOICE, HELDOUT_USER_VOICES, TRAIN_USER_VOICES
@@ -135,23 +132,8 @@ def build_open_corpus(
         train = [r for r in rows if r["split"] == "train"][:limit]
         rows = train + [r for r in rows if r["split"] != "train"]
     out = Path(out_dir)
-    (out / "audio").mkdir(parents=True, exist_ok=True)
     dialogues = plan_open_dialogues(rows)
-    jobs = {}
-    for dialogue in dialogues:
-        for turn in dialogue.turns:
-            jobs[turn.user_audio] = (turn.user_voice, turn.question)
-            jobs[turn.assistant_audio] = (ASSISTANT_VOICE.spec, turn.answer)
-    _synthesize_missing(out, jobs, workers, progress)
-    seconds = {rel: sf.info(str(out / rel)).duration for rel in jobs}
-    for dialogue in dialogues:
-        for turn in dialogue.turns:
-            turn.user_seconds = round(seconds[turn.user_audio], 4)
-            turn.assistant_seconds = round(seconds[turn.assistant_audio], 4)
-    _write_text(
-        out / "dialogues.jsonl",
-        "".join(json.dumps(asdict(d), sort_keys=True) + "\n" for d in dialogues),
-    )
+    seconds = write_dialogues(out, dialogues, ASSISTANT_VOICE.spec, workers, progress)
     counts = Counter(d.split for d in dialogues)
     manifest = {
         "format_version": FORMAT_VERSION,
@@ -159,7 +141,7 @@ def build_open_corpus(
         "answers": str(answers),
         "splits": {s: counts.get(s, 0) for s in SPLITS},
         "turns": len(dialogues),
-        "utterances": len(jobs),
+        "utterances": len(seconds),
         "hours": round(sum(seconds.values()) / 3600, 3),
         "sample_rate": MODEL_SAMPLE_RATE,
         "assistant_voice": ASSISTANT_VOICE.spec,

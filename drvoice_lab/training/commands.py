@@ -26,11 +26,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         help="stop after this many optimizer steps (the run stays resumable)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument(
-        "--force-new",
-        action="store_true",
-        help="--out holds a run of another recipe: start a fresh run beside it (OUT-2, ...)",
-    )
+    p.add_argument("--force-new", action="store_true", help="OUT holds another run: use OUT-2...")
     p.set_defaults(func=cmd_train)
 
 
