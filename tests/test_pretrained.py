@@ -250,6 +250,22 @@ def test_chat_export_and_eval_commands_take_a_folder_on_a_base(trained_smol, tmp
     assert exported.keeps_base_frozen and exported.has_backbone_lora
 
 
+def test_init_from_a_folder_on_a_base_goes_on_training_it(trained_smol, tmp_path):
+    from drvoice_lab.training import load_recipe
+    from drvoice_lab.training.loop import Trainer
+
+    final, _, trained = trained_smol
+    stage = {"name": "more", "modes": {"S2T": 1}, "steps": 1, "lr": 1e-3}
+    recipe = dict(preset="smol", init_from=str(final), corpus=str(final.parent.parent / "corpus"),
+                  batch_size=2, eval_every=0, stages=[stage])  # fmt: skip
+    path = tmp_path / "more.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    again = DrVoiceModel.from_pretrained(Trainer(load_recipe(str(path)), tmp_path / "run").run())
+    assert again.keeps_base_frozen
+    moved = [n for n, p in again.named_parameters() if ".lora_A." in n]
+    assert any(not torch.equal(again.get_parameter(n), trained.get_parameter(n)) for n in moved)
+
+
 def test_info_counts_trainable_and_frozen_parts_of_smol():
     from drvoice_lab.modeling.summary import parameter_report
 
