@@ -128,7 +128,7 @@ def check_reference(reference: dict | None, owner: str = "this model") -> str:
     return source
 
 
-def backbone_folder(source: str, progress: bool = True) -> str:
+def backbone_folder(source: str) -> str:
     """A Hugging Face folder (or hub id) for ``source``; packaged GGUFs are converted once."""
     if source not in PACKAGED:
         return source
@@ -161,8 +161,8 @@ def _convert_gguf(gguf: Path, folder: Path, mark: dict) -> None:
         raise BackboneError(f"cannot read the GGUF backbone {gguf}: {err}") from err
     # Dequantized weights are plain fp32 tensors; drop the quantization marker so the folder
     # loads (and saves) as an ordinary model.
-    model.config.quantization_config = None
-    del model.config.quantization_config
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
     model.hf_quantizer = None
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
@@ -178,11 +178,11 @@ def _convert_gguf(gguf: Path, folder: Path, mark: dict) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def load_backbone(source: str, dtype: torch.dtype = torch.float32, progress: bool = True):
+def load_backbone(source: str, dtype: torch.dtype = torch.float32):
     """The pretrained causal LM of ``source`` (eval mode, ``dtype``)."""
     from transformers import AutoModelForCausalLM
 
-    folder = backbone_folder(source, progress)
+    folder = backbone_folder(source)
     try:
         return AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).eval()
     except OSError as err:
