@@ -167,6 +167,58 @@ def test_resume_after_sigkill_continues_the_same_curve(run_setup):
     assert (root / "killed" / "final" / "model.safetensors").exists()
 
 
+def _kill_at(point: str, cmd: list[str], env: dict, folder: Path) -> None:
+    """Run ``cmd`` with the pause point ``point`` set, kill it (SIGKILL) once it waits there."""
+    proc = subprocess.Popen(cmd, env={**env, "DRVOICE_PAUSE_AT": point},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    marker = folder / f".paused-{point.partition('@')[0]}"
+    deadline = time.time() + 300
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert marker.exists(), f"the run never reached {point}"
+    marker.unlink()
+
+
+@pytest.mark.parametrize("point", ["checkpoint@3", "base-backbone"])
+def test_killed_inside_a_write_resumes_on_the_same_curve(run_setup, point):
+    """Killed while a resume checkpoint (or the Core-Cocktail M0 copy) is half in place: the
+    next run finds the last complete one and repeats the loss curve exactly."""
+    root, recipe, env = run_setup
+    straight = root / "straight-for-kills"
+    if not (straight / "final").exists():
+        _train(recipe, straight, env)
+    run = root / f"killed-{point.partition('@')[0]}"
+    _kill_at(point, _train_cmd(recipe, run), env, run)
+    assert not (run / "final").exists()
+    if point == "base-backbone":
+        assert not (run / "base_backbone.safetensors").exists()  # only the .partial
+    else:
+        assert (run / "step-000002").is_dir() and not (run / "step-000003").exists()
+    _train(recipe, run, env)
+    for (s1, a), (s2, b) in zip(_curve(straight), _curve(run), strict=True):
+        assert s1 == s2 and a == pytest.approx(b, rel=1e-5, abs=1e-6), f"step {s1}: {a} vs {b}"
+
+
+def test_an_export_killed_before_the_swap_leaves_the_earlier_one(run_setup, tmp_path):
+    from drvoice_lab.training.export import MARKER
+
+    root, recipe, env = run_setup
+    run = root / "straight-for-kills"
+    if not (run / "final").exists():
+        _train(recipe, run, env)
+    out = tmp_path / "exported"
+    cmd = [str(BIN / "drvoice-lab"), "export", str(run / "final"), "--out", str(out),
+           "--splits", "", "--force"]  # fmt: skip
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    _kill_at("export", cmd, env, tmp_path)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # untouched
+    assert (out / MARKER).is_file()
+
+
 def test_two_processes_match_one_with_the_same_global_batch(run_setup):
     root, recipe, env = run_setup
     _train(recipe, root / "one", env)

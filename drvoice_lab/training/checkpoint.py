@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from drvoice_lab.pause import pause_point
+
 LATEST = "latest"
 
 
@@ -75,6 +77,7 @@ def save_checkpoint(
         **extra,
     }
     (tmp / "trainer.json").write_text(json.dumps(trainer, indent=1))
+    pause_point("checkpoint", run_dir, step)  # tests kill here: all written, nothing in place
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)

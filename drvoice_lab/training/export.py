@@ -25,6 +25,7 @@ import torch
 
 from drvoice_lab.audio.io import check_writable
 from drvoice_lab.model_folder import SPEECH_TOKENIZER_REF, CheckpointError, load_checkpoint
+from drvoice_lab.pause import pause_point
 
 SIDE_FILES = ("text_tokenizer.json", SPEECH_TOKENIZER_REF, "recipe.json", "training.json")
 MARKER = ".drvoice-export"  # written into every export folder: the licence to replace it
@@ -84,6 +85,7 @@ def export_model(
         marker = {"written_by": "drvoice-lab export", "source": str(final.resolve())}
         (staging / MARKER).write_text(json.dumps(marker) + "\n")
         check_export_target(final, out, force)  # again: the folder may have changed meanwhile
+        pause_point("export", out.parent)  # tests kill here: complete, not yet in place
         _swap_into_place(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from drvoice_lab.model_folder import write_speech_tokenizer_ref
 from drvoice_lab.modeling import DrVoiceModel
 from drvoice_lab.modeling.base_model import backbone_trainable
+from drvoice_lab.pause import pause_point
 from drvoice_lab.training.checkpoint import (
     latest_checkpoint,
     load_training_state,
@@ -145,6 +146,7 @@ class Trainer:
             }
             partial = path.with_suffix(".partial")
             save_file(state, str(partial))
+            pause_point("base-backbone", self.out)
             os.replace(partial, path)  # a kill mid-write never leaves a truncated M0
         self.accelerator.wait_for_everyone()
         return load_file(str(path))
