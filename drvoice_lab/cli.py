@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from drvoice_lab.codec.cli import add_speech_commands
+from drvoice_lab.codec.cli import add_speech_commands, float_in, int_at_least
 from drvoice_lab.config import DrVoiceConfig, preset_names
 from drvoice_lab.data.commands import add_data_commands
 from drvoice_lab.training.commands import add_training_commands
@@ -65,7 +65,7 @@ def _add_turn(sub: argparse._SubParsersAction) -> None:
         help="the user's question (default: a sentence spoken by the hibari voice)",
     )
     p.add_argument("--out", default=None, help="write the (untrained) spoken answer here")
-    p.add_argument("--max-positions", type=int, default=25, help="answer length cap (5 Hz steps)")
+    p.add_argument("--max-positions", type=int_at_least(1), default=25, help="answer cap (5 Hz)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_turn)
 
@@ -117,7 +117,6 @@ def cmd_turn(args: argparse.Namespace) -> int:
 
 
 def _add_chat(sub: argparse._SubParsersAction) -> None:
-    from drvoice_lab.codec.cli import float_in, int_at_least
 
     p = sub.add_parser("chat", help="one spoken or typed turn with a trained model")
     src = p.add_mutually_exclusive_group(required=True)
@@ -292,10 +291,11 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="the Gradio voice chat in the browser")
     p.add_argument("--checkpoint", default=None, help="model folder (default: the shipped model)")
     p.add_argument("--host", default=None, help="interface to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=None, help="default 7860")
-    p.add_argument("--max-file-mb", type=int, default=None, help="upload limit (default 16)")
-    p.add_argument("--max-seconds", type=float, default=None, help="longest question (default 30)")
-    p.add_argument("--concurrency", type=int, default=None, help="turns at once (default 2)")
+    p.add_argument("--port", type=int_at_least(1), default=None, help="default 7860")
+    p.add_argument("--max-file-mb", type=int_at_least(1), default=None, help="upload limit (16)")
+    p.add_argument("--max-seconds", type=float_in(0, low_open=True), default=None,
+                   help="longest question (default 30)")  # fmt: skip
+    p.add_argument("--concurrency", type=int_at_least(1), default=None, help="turns at once (2)")
     p.add_argument(
         "--allow-model-paths",
         action="store_true",

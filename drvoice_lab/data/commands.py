@@ -10,30 +10,33 @@ from pathlib import Path
 
 
 def add_data_commands(sub: argparse._SubParsersAction) -> None:
+    from drvoice_lab.codec.cli import int_at_least
+
+    at_least_1 = int_at_least(1)
     data = sub.add_parser("data", help="corpus synthesis").add_subparsers(
         dest="data_cmd", required=True
     )
     p = data.add_parser("build", help="synthesize the spoken-dialogue corpus (cached, resumable)")
     p.add_argument("--out", default=None, help="corpus folder (default: <cache>/corpus/default)")
-    p.add_argument("--dialogues", type=int, default=3000, help="number of dialogues")
-    p.add_argument("--max-turns", type=int, default=3)
+    p.add_argument("--dialogues", type=at_least_1, default=3000, help="number of dialogues")
+    p.add_argument("--max-turns", type=at_least_1, default=3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=2, help="synthesis processes")
+    p.add_argument("--workers", type=at_least_1, default=2, help="synthesis processes")
     p.set_defaults(func=cmd_data_build)
     p = data.add_parser(
         "answer",
         help="the smol base LLM answers every open question (its own answers: what it knows)",
     )
     p.add_argument("--out", default=None, help="answers.jsonl (default: <cache>/open_domain/)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=at_least_1, default=32)
     p.set_defaults(func=cmd_data_answer)
     p = data.add_parser(
         "build-open", help="synthesize the open-domain corpus from the answers (resumable)"
     )
     p.add_argument("--out", required=True, help="corpus folder")
     p.add_argument("--answers", default=None, help="answers.jsonl from `data answer`")
-    p.add_argument("--limit", type=int, default=None, help="first N training questions only")
-    p.add_argument("--workers", type=int, default=2, help="synthesis processes")
+    p.add_argument("--limit", type=at_least_1, default=None, help="first N training questions")
+    p.add_argument("--workers", type=at_least_1, default=2, help="synthesis processes")
     p.set_defaults(func=cmd_data_build_open)
 
 

@@ -127,9 +127,9 @@ class Trainer:
             kept = [
                 line
                 for line in self.log_path.read_text().splitlines()
-                if json.loads(line).get("step", 0) <= step
+                if _log_step(line) <= step  # a line torn by the kill counts as past it
             ]
-            self.log_path.write_text("".join(line + "\n" for line in kept))
+            _write_atomic(self.log_path, "".join(line + "\n" for line in kept))
 
     def _base_backbone(self) -> dict[str, torch.Tensor] | None:
         if not any(s.is_merge for s in self.recipe.stages):
@@ -433,6 +433,13 @@ def check_same_recipe(out: Path, recipe: Recipe) -> None:
         "with the same recipe, pick another --out, or pass --force-new to start a fresh run "
         "beside it"
     )
+
+
+def _log_step(line: str) -> float:
+    try:
+        return json.loads(line).get("step", 0)
+    except json.JSONDecodeError:
+        return math.inf
 
 
 def _write_atomic(path: Path, text: str) -> None:
