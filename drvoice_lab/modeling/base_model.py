@@ -3,8 +3,9 @@ a model folder keeps.
 
 When ``config.backbone_reference`` names a base and ``config.backbone_lora`` is set, the base's
 weights never change: DrVoice trains LoRA deltas, the rows of its added tokens, the grouping,
-the user-speech adapter and the SRH. A model folder then holds only those (a few MB) and the
-base is rebuilt from its source, checked by sha256 (``drvoice_lab.modeling.backbones``).
+the user-speech adapter and the SRH. A model folder then holds only those (tens of MB, not the
+base's hundreds) and the base is rebuilt from its source, checked by sha256
+(``drvoice_lab.modeling.backbones``).
 """
 
 from __future__ import annotations
