@@ -14,6 +14,7 @@ from pathlib import Path
 from drvoice_lab.codec.cli import add_speech_commands, float_in, int_at_least
 from drvoice_lab.config import DrVoiceConfig, preset_names
 from drvoice_lab.data.commands import add_data_commands
+from drvoice_lab.evaluation.commands import add_eval_open_command
 from drvoice_lab.training.commands import add_training_commands
 
 
@@ -390,6 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_training_commands(sub)
     _add_chat(sub)
     _add_eval(sub)
+    add_eval_open_command(sub)
     _add_demo(sub)
     _add_bench(sub)
     _add_ablate(sub)

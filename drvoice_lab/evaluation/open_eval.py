@@ -1,0 +1,390 @@
+"""``drvoice-lab eval-open``: the floors of issue 24 on the open-domain corpus.
+
+DrVoice-smol must keep what its LLM knows while learning to listen and speak. Over a held-out
+split of the open corpus (``data.open_corpus``; default ``test_voice``: held-out questions in
+held-out voices), greedy decoding, each dialogue's question is answered three times, each turn
+on an empty history:
+
+* S2M (spoken question, spoken answer) first, so the first turn after loading is a spoken one
+  and its first-audio latency is the cold one;
+* S2T (spoken question, text answer);
+* T2T (typed question, text answer).
+
+Measured, each beside its floor:
+
+* text kept: T2T answer vs the base LLM's own answer (``answers.jsonl``, made under the same
+  T2T system prompt); agreement = normalised exact match or token F1 >= 0.8;
+* knowledge probe: the model's T2T accuracy on ``probe_questions()`` vs the base LLM's accuracy
+  on the same questions, from its probe rows in ``answers.jsonl``;
+* spoken questions understood: S2T answer vs the model's own T2T answer, same agreement;
+* speech says the text: Whisper ASR-WER of the S2M audio against the S2M text, over answers
+  never heard in training, with the speech tokenizer's round trip on the reference answers of
+  the same dialogues beside it (``evaluate.tokenizer_floor``);
+* speed: first audio (cold first turn, and the median of the others) and real-time factor
+  (turn time / seconds of spoken answer) of the S2M turns, from ``TurnResult.timings``.
+
+"Never heard in training": neither the base LLM's reference answer nor the model's own S2M
+text is, once normalised, among the answers of the corpus's ``train`` split or the ``train``
+rows of ``answers.jsonl`` (two held-out questions can share an answer with a training one).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import median
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from drvoice_lab.audio.io import resample
+from drvoice_lab.data.corpus import load_dialogues, load_utterance
+from drvoice_lab.data.open_answers import read_answers_jsonl
+from drvoice_lab.data.open_questions import probe_correct, probe_questions
+from drvoice_lab.evaluation.evaluate import (
+    WhisperASR,
+    reference_answers,
+    tokenizer_floor,
+)
+from drvoice_lab.evaluation.metrics import exact_match, normalize, token_f1, word_error_rate
+
+AGREE_F1 = 0.8  # token F1 at or above which two answers agree (issue 24)
+
+
+@dataclass(frozen=True)
+class Floor:
+    """One row of issue 24's floors: what is measured, and the bound it must meet."""
+
+    what: str
+    op: str  # ">=" or "<="
+    bound: float
+    unit: str  # how the figure is shown: "%", "points", "ms", "x"
+
+    def passes(self, figure: float) -> bool | None:
+        """True/False; None when there is no figure (nothing measured)."""
+        if figure is None or math.isnan(figure):
+            return None
+        return figure >= self.bound if self.op == ">=" else figure <= self.bound
+
+    def show(self, figure: float) -> str:
+        if figure is None or math.isnan(figure):
+            return "-"
+        if self.unit == "%":
+            return f"{100 * figure:.1f} %"
+        if self.unit == "ms":
+            return f"{figure:.0f} ms"
+        return f"{figure:.1f} points" if self.unit == "points" else f"{figure:.2f}"
+
+
+# Fractions in "%" rows, points in "points", milliseconds in "ms", ratios in "x".
+FLOORS = {
+    "text_kept": Floor("text kept: T2T agrees with the base LLM", ">=", 0.85, "%"),
+    "probe_drop": Floor("text kept: probe accuracy below the base LLM", "<=", 3.0, "points"),
+    "spoken_understood": Floor("spoken questions: S2T agrees with own T2T", ">=", 0.75, "%"),
+    "speech_wer": Floor("speech says the text: S2M ASR-WER, never heard", "<=", 0.15, "%"),
+    "first_audio_cold": Floor("first audio, cold first turn after loading", "<=", 400.0, "ms"),
+    "first_audio_median": Floor("first audio, median of the other turns", "<=", 400.0, "ms"),
+    "rtf": Floor("real-time factor of spoken turns", "<=", 0.5, "x"),
+}
+
+
+# --- scoring -----------------------------------------------------------------------------------
+
+
+def agrees(prediction: str, reference: str, threshold: float = AGREE_F1) -> bool:
+    """Issue 24's agreement: normalised exact match, or token F1 >= ``threshold``."""
+    return bool(exact_match(prediction, reference)) or token_f1(prediction, reference) >= threshold
+
+
+def agreement(predictions: list[str], references: list[str]) -> dict:
+    """Mean exact match, token F1 and share that agrees, over aligned answer pairs."""
+    pairs = list(zip(predictions, references, strict=True))
+    if not pairs:
+        return {"n": 0, "exact_match": math.nan, "token_f1": math.nan, "agree": math.nan}
+    return {
+        "n": len(pairs),
+        "exact_match": float(np.mean([exact_match(p, r) for p, r in pairs])),
+        "token_f1": float(np.mean([token_f1(p, r) for p, r in pairs])),
+        "agree": float(np.mean([agrees(p, r) for p, r in pairs])),
+    }
+
+
+def heard_answers(corpus_dir: str | Path, rows: list[dict]) -> set[str]:
+    """Normalised answers a model trained on this corpus has heard spoken: its train split's,
+    and the train rows' of ``answers.jsonl`` (a corpus built with a limit holds fewer)."""
+    texts = {t.answer for d in load_dialogues(corpus_dir, "train") for t in d.turns}
+    texts |= {r["answer"] for r in rows if r["split"] == "train"}
+    return {normalize(t) for t in texts}
+
+
+def never_heard(texts: list[str], heard: set[str]) -> bool:
+    """True when none of ``texts`` was heard in training (compared normalised)."""
+    return all(normalize(t) not in heard for t in texts)
+
+
+def probe_figures(model_answers: list[str], base_answers: list[str], aliases: list) -> dict:
+    """Probe accuracy of the model and of the base LLM on the same questions; the drop in
+    points (positive: the model knows less)."""
+    model, base = _accuracy(model_answers, aliases), _accuracy(base_answers, aliases)
+    return {"n": len(aliases), "model_accuracy": model, "base_accuracy": base,
+            "drop_points": 100 * (base - model)}  # fmt: skip
+
+
+def _accuracy(answers: list[str], aliases: list) -> float:
+    hits = [probe_correct(a, al) for a, al in zip(answers, aliases, strict=True)]
+    return float(np.mean(hits)) if hits else math.nan
+
+
+def speed_figures(timings: list[dict], audio_seconds: list[float]) -> dict:
+    """First audio (ms) of the cold first spoken turn and the median of the others, and the
+    real-time factor (turn time / answer audio) over all spoken turns, in turn order."""
+    first = [1000 * t.get("first_audio", math.nan) for t in timings]  # NaN: no audio
+    others = [f for f in first[1:] if not math.isnan(f)]
+    steps = [t["backbone_steps"] / (t["positions"] - 1) for t in timings if t["positions"] > 1]
+    return {
+        "n": len(timings),
+        "first_audio_cold_ms": first[0] if first else math.nan,
+        "first_audio_median_ms": median(others) if others else math.nan,
+        "first_audio_max_ms": max((f for f in first if not math.isnan(f)), default=math.nan),
+        "rtf": _rtf(timings, audio_seconds),
+        "rtf_warm": _rtf(timings[1:], audio_seconds[1:]),  # the cold first turn left out
+        "decode_step_ms": 1000 * float(np.mean(steps)) if steps else math.nan,
+        "turns_without_audio": sum(1 for s in audio_seconds if not s),
+    }
+
+
+def _rtf(timings: list[dict], audio_seconds: list[float]) -> float:
+    """Time spent on the turns per second of spoken answer."""
+    spoken = sum(audio_seconds)
+    return sum(t["total"] for t in timings) / spoken if spoken else math.nan
+
+
+# --- running the model -------------------------------------------------------------------------
+
+
+def _answer(chat, mode: str, max_positions: int, text=None, audio=None):
+    """One turn on an empty history (each question is scored on its own)."""
+    chat.reset()
+    return chat.respond(
+        audio=audio,
+        sample_rate=16_000 if audio is not None else None,
+        text=text,
+        mode=mode,
+        max_positions=max_positions,
+    )
+
+
+def _base_answers(rows: list[dict]) -> dict[str, str]:
+    """The base LLM's answer to every question of the corpus (train and test rows)."""
+    return {r["question"]: r["answer"] for r in rows if r["split"] != "probe"}
+
+
+def _probe_set(rows: list[dict], limit: int | None) -> list[tuple]:
+    """(probe question, base LLM answer) for the probe questions answered in answers.jsonl."""
+    base = {r["question"]: r["answer"] for r in rows if r["split"] == "probe"}
+    probe = [(p, base[p.text]) for p in probe_questions() if p.text in base][:limit]
+    if not probe:
+        raise ValueError(
+            "answers.jsonl has no probe rows: run `drvoice-lab data answer` (it answers the "
+            "probe questions with the base LLM)"
+        )
+    return probe
+
+
+def _dialogue_items(chat, corpus_dir, dialogues, base, asr, heard, max_positions, bar):
+    """Run S2M, S2T, T2T per dialogue; return the per-dialogue records and S2M timings."""
+    items, timings = [], []
+    for dialogue in dialogues:
+        turn = dialogue.turns[-1]
+        wav = load_utterance(corpus_dir, turn.user_audio)
+        s2m = _answer(chat, "S2M", max_positions, audio=wav)
+        s2t = _answer(chat, "S2T", max_positions, audio=wav)
+        t2t = _answer(chat, "T2T", max_positions, text=turn.question)
+        seconds = 0.0 if s2m.audio is None else len(s2m.audio) / s2m.sample_rate
+        heard_by_asr = asr.transcribe(resample(s2m.audio, s2m.sample_rate)) if seconds else ""
+        items.append({
+            "dialogue_id": dialogue.id, "voice": turn.user_voice, "question": turn.question,
+            "base": base[turn.question], "t2t": t2t.text, "s2t": s2t.text, "s2m": s2m.text,
+            "s2m_asr": heard_by_asr, "s2m_seconds": seconds,
+            "never_heard": never_heard([base[turn.question], s2m.text], heard),
+        })  # fmt: skip
+        timings.append(s2m.timings)
+        bar.update()
+    return items, timings
+
+
+def _probe(chat, probe: list[tuple], max_positions, bar) -> tuple[dict, list[dict]]:
+    """The model's T2T answers to the probe questions, scored beside the base LLM's."""
+    model_answers = []
+    for question, _ in probe:
+        model_answers.append(_answer(chat, "T2T", max_positions, text=question.text).text)
+        bar.update()
+    base_answers = [b for _, b in probe]
+    figures = probe_figures(model_answers, base_answers, [q.aliases for q, _ in probe])
+    records = [{"question": q.text, "model": m, "base": b, "aliases": list(q.aliases)}
+               for (q, b), m in zip(probe, model_answers, strict=True)]  # fmt: skip
+    return figures, records
+
+
+def evaluate_open(
+    chat,
+    corpus_dir: str | Path,
+    answers_path: str | Path,
+    split: str = "test_voice",
+    limit: int | None = None,
+    asr: WhisperASR | None = None,
+    max_positions: int = 120,
+    progress: bool = True,
+) -> dict:
+    """Score ``chat`` (a VoiceChat; pass a freshly loaded one so its first turn is the cold
+    one) on a split of an open corpus; ``limit``: the first N dialogues and N probe
+    questions. Returns the report dict (see ``floor_rows`` for the floors beside the figures)."""
+    dialogues = load_dialogues(corpus_dir, split)[:limit]
+    if not dialogues:
+        raise ValueError(f"split {split!r} of {corpus_dir} has no dialogues")
+    rows = read_answers_jsonl(answers_path)
+    base = _base_answers(rows)
+    if missing := [d.turns[-1].question for d in dialogues if d.turns[-1].question not in base]:
+        raise ValueError(
+            f"{len(missing)} questions of the corpus are not in {answers_path} (e.g. "
+            f"{missing[0]!r}): pass the answers file the corpus was built from"
+        )
+    probe_set = _probe_set(rows, limit)  # both checked before minutes of decoding
+    asr = asr or WhisperASR()
+    total = len(dialogues) + len(probe_set)
+    bar = tqdm(total=total, desc=f"eval-open {split}", disable=not progress)
+    items, timings = _dialogue_items(
+        chat, corpus_dir, dialogues, base, asr,
+        heard_answers(corpus_dir, rows), max_positions, bar,
+    )  # fmt: skip
+    probe, probe_items = _probe(chat, probe_set, max_positions, bar)
+    bar.close()
+    fresh = [d for d, i in zip(dialogues, items, strict=True) if i["never_heard"]]
+    fresh_items = [i for i in items if i["never_heard"]]
+    report = {
+        "split": split,
+        "dialogues": len(dialogues),
+        "limit": limit,
+        "text_kept": agreement([i["t2t"] for i in items], [i["base"] for i in items]),
+        "probe": probe,
+        "spoken_understood": agreement([i["s2t"] for i in items], [i["t2t"] for i in items]),
+        "speech": {
+            "n": len(fresh_items),
+            "excluded_as_heard": len(items) - len(fresh_items),
+            "wer": _speech_wer(fresh_items),
+            "wer_all": _speech_wer(items),
+            "tokenizer_floor": _tokenizer_floor(chat, corpus_dir, fresh, asr),
+        },
+        "speed": speed_figures(timings, [i["s2m_seconds"] for i in items]),
+        "items": items,
+        "probe_items": probe_items,
+    }
+    report["floors"] = floor_rows(report)
+    return report
+
+
+def _speech_wer(items: list[dict]) -> float:
+    """ASR-WER of the spoken answers against their own text."""
+    return word_error_rate([i["s2m_asr"] for i in items], [i["s2m"] for i in items])
+
+
+def _tokenizer_floor(chat, corpus_dir, dialogues, asr) -> dict:
+    if not dialogues:
+        return {"round_trip_wer": math.nan, "original_wer": math.nan, "n": 0}
+    references = reference_answers(chat.speech_tokenizer, corpus_dir, dialogues)
+    return tokenizer_floor(chat.speech_tokenizer, references, asr)
+
+
+# --- the report --------------------------------------------------------------------------------
+
+
+def floor_rows(report: dict) -> list[dict]:
+    """Each floor with its figure, pass/fail (None: nothing measured) and what stands beside."""
+    speech, speed, understood = report["speech"], report["speed"], report["spoken_understood"]
+    floor = speech["tokenizer_floor"]
+    figures = {
+        "text_kept": (report["text_kept"]["agree"], report["text_kept"]["n"], ""),
+        "probe_drop": (
+            report["probe"]["drop_points"],
+            report["probe"]["n"],
+            f"model {100 * report['probe']['model_accuracy']:.1f} %, "
+            f"base LLM {100 * report['probe']['base_accuracy']:.1f} %",
+        ),
+        "spoken_understood": (understood["agree"], understood["n"], ""),
+        "speech_wer": (
+            speech["wer"],
+            speech["n"],
+            f"tokenizer round trip {_percent(floor['round_trip_wer'])} on the same answers "
+            f"(original audio {_percent(floor['original_wer'])})",
+        ),
+        "first_audio_cold": (speed["first_audio_cold_ms"], min(speed["n"], 1), ""),
+        "first_audio_median": (speed["first_audio_median_ms"], max(speed["n"] - 1, 0), ""),
+        "rtf": (
+            speed["rtf"],
+            speed["n"],
+            f"{FLOORS['rtf'].show(speed['rtf_warm'])} without the cold turn; decode step "
+            f"{FLOORS['first_audio_cold'].show(speed['decode_step_ms'])}",
+        ),
+    }
+    rows = []
+    for key, (figure, n, beside) in figures.items():
+        f = FLOORS[key]
+        rows.append({
+            "key": key, "what": f.what, "figure": figure, "n": n,
+            "floor": f"{f.op} {f.show(f.bound)}", "passed": f.passes(figure), "beside": beside,
+        })  # fmt: skip
+    return rows
+
+
+def _percent(value: float) -> str:
+    return "-" if value is None or math.isnan(value) else f"{100 * value:.1f} %"
+
+
+def markdown_table(report: dict) -> str:
+    """The floors table (figure, floor, pass) and a few lines of detail."""
+    lines = [
+        f"Split `{report['split']}`, {report['dialogues']} dialogues, greedy decoding.",
+        "",
+        "| what | n | figure | floor | pass | beside |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in report["floors"]:
+        shown = FLOORS[row["key"]].show(row["figure"])
+        verdict = {True: "yes", False: "**no**", None: "n/a"}[row["passed"]]
+        lines.append(
+            f"| {row['what']} | {row['n']} | {shown} | {row['floor']} | {verdict} | "
+            f"{row['beside']} |"
+        )
+    kept, understood, speech = report["text_kept"], report["spoken_understood"], report["speech"]
+    lines += [
+        "",
+        f"T2T vs base LLM: exact match {_percent(kept['exact_match'])}, token F1 "
+        f"{_percent(kept['token_f1'])}. S2T vs own T2T: exact match "
+        f"{_percent(understood['exact_match'])}, token F1 {_percent(understood['token_f1'])}.",
+        f"Speech: answers left out as heard in training: {speech['excluded_as_heard']}; "
+        f"ASR-WER over every answer {_percent(speech['wer_all'])}.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: dict, out_dir: str | Path) -> tuple[Path, Path]:
+    """eval_open.json (NaN written as null) and eval_open.md in ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out / "eval_open.json", out / "eval_open.md"
+    json_path.write_text(json.dumps(_no_nan(report), indent=1))
+    md_path.write_text(markdown_table(report))
+    return json_path, md_path
+
+
+def _no_nan(value):
+    """Strict JSON: NaN (nothing measured) becomes null."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _no_nan(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_no_nan(v) for v in value]
+    return value
