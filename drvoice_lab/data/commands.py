@@ -1,5 +1,5 @@
 """``drvoice-lab data ...``: build the synthetic corpus, answer the open questions with the
-base LLM, build the open-domain corpus."""
+base LLM, build the open-domain corpus, import a manifest of the user's own dialogues."""
 
 from __future__ import annotations
 
@@ -38,6 +38,14 @@ def add_data_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=at_least_1, default=None, help="first N training questions")
     p.add_argument("--workers", type=at_least_1, default=2, help="synthesis processes")
     p.set_defaults(func=cmd_data_build_open)
+    p = data.add_parser(
+        "import",
+        help="import a JSONL manifest of spoken dialogues (bad rows reported, good rows imported)",
+    )
+    p.add_argument("manifest", help="JSONL, one dialogue per line (docs/distributed.md)")
+    p.add_argument("--out", required=True, help="corpus folder")
+    p.add_argument("--workers", type=at_least_1, default=2, help="audio and synthesis processes")
+    p.set_defaults(func=cmd_data_import)
 
 
 def cmd_data_build(args: argparse.Namespace) -> int:
@@ -65,6 +73,19 @@ def cmd_data_build_open(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     build_open_corpus(args.out, args.answers, workers=args.workers, limit=args.limit)
+    _report(Path(args.out), t0)
+    return 0
+
+
+def cmd_data_import(args: argparse.Namespace) -> int:
+    """Exit 0 when at least one row was imported, 2 when none was."""
+    from drvoice_lab.data.manifest import import_manifest
+
+    t0 = time.perf_counter()
+    report = import_manifest(args.manifest, args.out, workers=args.workers)
+    print(report.summary())
+    if not report.imported:
+        return 2
     _report(Path(args.out), t0)
     return 0
 
