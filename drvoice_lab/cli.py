@@ -11,7 +11,8 @@ import json
 import sys
 from pathlib import Path
 
-from drvoice_lab.codec.cli import add_speech_commands, float_in, int_at_least
+from drvoice_lab.arguments import float_in, int_at_least
+from drvoice_lab.codec.cli import add_speech_commands
 from drvoice_lab.config import DrVoiceConfig, preset_names
 from drvoice_lab.data.commands import add_data_commands
 from drvoice_lab.evaluation.commands import add_eval_open_command
@@ -216,7 +217,7 @@ def _speech_only(audio, path: str):
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
-    from drvoice_lab.codec.cli import int_at_least
+    from drvoice_lab.arguments import int_at_least
 
     p = sub.add_parser("eval", help="answer accuracy per CoM mode and voice, speech-text WER")
     p.add_argument("--checkpoint", default=None, help="model folder (default: the shipped model)")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 
 def add_data_commands(sub: argparse._SubParsersAction) -> None:
-    from drvoice_lab.codec.cli import int_at_least
+    from drvoice_lab.arguments import int_at_least
 
     at_least_1 = int_at_least(1)
     data = sub.add_parser("data", help="corpus synthesis").add_subparsers(

@@ -13,7 +13,7 @@ from drvoice_lab.data.corpus import SPLITS
 
 
 def add_eval_open_command(sub: argparse._SubParsersAction) -> None:
-    from drvoice_lab.codec.cli import int_at_least
+    from drvoice_lab.arguments import int_at_least
 
     p = sub.add_parser(
         "eval-open",

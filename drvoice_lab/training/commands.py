@@ -89,7 +89,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
-    from drvoice_lab.codec.cli import int_at_least
+    from drvoice_lab.arguments import int_at_least
 
     p = sub.add_parser(
         "export", help="package a trained model (fp16 + tokenizers + model card), evaluated"
