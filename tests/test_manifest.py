@@ -12,7 +12,7 @@ import soundfile as sf
 from drvoice_lab.audio.io import load_audio
 from drvoice_lab.cli import main
 from drvoice_lab.data.corpus import load_dialogues
-from drvoice_lab.data.manifest import RECORDED, import_manifest, tokenize_assistant_audio
+from drvoice_lab.data.manifest import RECORDED, import_manifest
 from drvoice_lab.data.voices import HELDOUT_USER_VOICES
 
 
@@ -194,8 +194,9 @@ def test_training_features_for_an_imported_corpus(source, tmp_path):
     config = DrVoiceConfig.from_pretrained(model)
     speech_tokenizer = load_speech_tokenizer_for(model)
     tokens_only = FeatureStore(out, None, speech_tokenizer, tokenizer_name="default")
-    assert tokenize_assistant_audio(tokens_only, progress=False) == 2
-    assert tokenize_assistant_audio(tokens_only, progress=False) == 0  # cached
+    dialogues = load_dialogues(tokens_only.corpus)
+    assert tokens_only.prepare(dialogues, progress=False, answers_only=True) == 2
+    assert tokens_only.prepare(dialogues, progress=False, answers_only=True) == 0  # cached
     encoder = SpeechEncoder.from_pretrained(config.encoder_name_or_path)
     features = FeatureStore(out, encoder, None, encoder_name=config.encoder_name_or_path,
                             tokenizer_name="default")  # fmt: skip

@@ -53,7 +53,6 @@ from drvoice_lab.data.corpus import (
     Dialogue,
     Turn,
     _write_text,
-    load_dialogues,
     utterance_id,
     write_dialogues,
 )
@@ -341,24 +340,3 @@ def _count(rows: list[Row], report: ImportReport) -> None:
     report.recorded_audio = len(_sources(rows))
     report.synthesized_user_turns = sum(t.user_voice != RECORDED for _, t in turns)
     report.synthesized_assistant_turns = sum(t.assistant_audio not in r.sources for r, t in turns)
-
-
-def tokenize_assistant_audio(features, batch: int = 16, progress: bool = True) -> int:
-    """Tokenize every assistant utterance of ``features.corpus`` with its speech tokenizer, in
-    batches, into the cache that training reads; returns how many were new.
-
-    ``features`` is a ``training.data.FeatureStore`` (passed in, so that ``data`` does not
-    import ``training``). This runs the batched step that ``FeatureStore.prepare`` runs for the
-    assistant side, alone: ``prepare`` also encodes the user side, which needs the encoder.
-    The speech tokenizer interface encodes one wav per call, so a batch is a unit of work and
-    progress, not one forward pass."""
-    dialogues = load_dialogues(features.corpus)
-    answers = sorted({t.assistant_audio for d in dialogues for t in d.turns})
-    todo = [a for a in answers if not features._path(features.token_dir, a).exists()]
-    bar = tqdm(total=len(todo), desc="tokenizing assistant speech", unit="utt",
-               disable=not progress or not todo)  # fmt: skip
-    for start in range(0, len(todo), batch):
-        features._tokenize(todo[start : start + batch])
-        bar.update(len(todo[start : start + batch]))
-    bar.close()
-    return len(todo)

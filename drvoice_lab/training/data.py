@@ -69,9 +69,16 @@ class FeatureStore:
             self._tokenize([rel_audio])
         return np.load(path).astype(np.int64)
 
-    def prepare(self, dialogues: list[Dialogue], progress: bool = True, batch: int = 16) -> None:
-        """Compute everything missing, with a progress bar."""
-        users = sorted({t.user_audio for d in dialogues for t in d.turns})
+    def prepare(
+        self,
+        dialogues: list[Dialogue],
+        progress: bool = True,
+        batch: int = 16,
+        answers_only: bool = False,
+    ) -> int:
+        """Compute everything missing, with a progress bar; ``answers_only``: only the speech
+        tokens of the assistant's audio (no encoder needed). Returns how many were new."""
+        users = [] if answers_only else sorted({t.user_audio for d in dialogues for t in d.turns})
         answers = sorted({t.assistant_audio for d in dialogues for t in d.turns})
         users = [u for u in users if not self._path(self.frame_dir, u).exists()]
         answers = [a for a in answers if not self._path(self.token_dir, a).exists()]
@@ -88,6 +95,7 @@ class FeatureStore:
             self._tokenize(answers[i : i + batch])
             bar.update(len(answers[i : i + batch]))
         bar.close()
+        return len(users) + len(answers)
 
     def _encode_users(self, rels: list[str]) -> None:
         self.frame_dir.mkdir(parents=True, exist_ok=True)
