@@ -219,23 +219,18 @@ def build_corpus(
             texts + [m.system_prompt for m in MODES.values()], config.text_vocab_size
         )
     tokenizer.save(out / "text_tokenizer.json")
-    counts = Counter(d.split for d in dialogues)
-    manifest = {
-        "format_version": FORMAT_VERSION,
-        "config": asdict(config),
-        "splits": {s: counts.get(s, 0) for s in SPLITS},
-        "turns": sum(len(d.turns) for d in dialogues),
-        "utterances": len(durations),
-        "hours": round(sum(durations.values()) / 3600, 3),
-        "sample_rate": MODEL_SAMPLE_RATE,
-        "text_vocab_size": tokenizer.vocab_size,
-        "assistant_voice": config.assistant_voice,
-        "user_voices": {
+    write_manifest(
+        out,
+        dialogues,
+        durations,
+        config=asdict(config),
+        text_vocab_size=tokenizer.vocab_size,
+        assistant_voice=config.assistant_voice,
+        user_voices={
             "train": list(config.user_voices) or [v.spec for v in TRAIN_USER_VOICES],
             "heldout": [v.spec for v in HELDOUT_USER_VOICES],
         },
-    }
-    _write_text(out / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    )
     return out
 
 
@@ -261,6 +256,29 @@ def write_dialogues(
         "".join(json.dumps(asdict(d), sort_keys=True) + "\n" for d in dialogues),
     )
     return durations
+
+
+def write_manifest(
+    out: Path, dialogues: list[Dialogue], seconds: dict[str, float], **fields
+) -> None:
+    """``manifest.json`` of a corpus: format, split sizes, turns, utterances, hours, and the
+    builder's own ``fields`` (source, voices, ...; the default voices unless given)."""
+    counts = Counter(d.split for d in dialogues)
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "splits": {s: counts.get(s, 0) for s in SPLITS},
+        "turns": sum(len(d.turns) for d in dialogues),
+        "utterances": len(seconds),
+        "hours": round(sum(seconds.values()) / 3600, 3),
+        "sample_rate": MODEL_SAMPLE_RATE,
+        "assistant_voice": ASSISTANT_VOICE.spec,
+        "user_voices": {
+            "train": [v.spec for v in TRAIN_USER_VOICES],
+            "heldout": [v.spec for v in HELDOUT_USER_VOICES],
+        },
+        **fields,
+    }
+    _write_text(out / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
 def _write_text(path: Path, text: str) -> None:

@@ -48,13 +48,13 @@ from tqdm.auto import tqdm
 from drvoice_lab.audio.io import MODEL_SAMPLE_RATE, AudioError, check_writable, load_audio
 from drvoice_lab.data.com import MODES
 from drvoice_lab.data.corpus import (
-    FORMAT_VERSION,
     SPLITS,
     Dialogue,
     Turn,
     _write_text,
     utterance_id,
     write_dialogues,
+    write_manifest,
 )
 from drvoice_lab.data.text_tokenizer import TextTokenizer
 from drvoice_lab.data.voices import (
@@ -313,24 +313,9 @@ def _write_corpus(
     texts = [t for d in dialogues for turn in d.turns for t in (turn.question, turn.answer)]
     tokenizer = TextTokenizer.train_bpe(texts + [m.system_prompt for m in MODES.values()])
     tokenizer.save(out / "text_tokenizer.json")  # for presets on the corpus BPE (tiny)
-    counts = Counter(d.split for d in dialogues)
-    info = {
-        "format_version": FORMAT_VERSION,
-        "source": "manifest",
-        "manifest": str(manifest.resolve()),
-        "splits": {s: counts.get(s, 0) for s in SPLITS},
-        "turns": sum(len(d.turns) for d in dialogues),
-        "utterances": len(seconds),
-        "hours": round(sum(seconds.values()) / 3600, 3),
-        "sample_rate": MODEL_SAMPLE_RATE,
-        "text_vocab_size": tokenizer.vocab_size,
-        "assistant_voice": ASSISTANT_VOICE.spec,
-        "user_voices": {  # of the typed questions; recorded users have user_voice "recorded"
-            "train": [v.spec for v in TRAIN_USER_VOICES],
-            "heldout": [v.spec for v in HELDOUT_USER_VOICES],
-        },
-    }
-    _write_text(out / "manifest.json", json.dumps(info, indent=2, sort_keys=True) + "\n")
+    # user_voices: those of the typed questions; recorded users have user_voice "recorded"
+    write_manifest(out, dialogues, seconds, source="manifest", manifest=str(manifest.resolve()),
+                   text_vocab_size=tokenizer.vocab_size)  # fmt: skip
 
 
 def _count(rows: list[Row], report: ImportReport) -> None:

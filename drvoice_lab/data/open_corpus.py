@@ -17,18 +17,15 @@ from __future__ import annotations
 
 import json
 import random
-from collections import Counter
 from pathlib import Path
 
-from drvoice_lab.audio.io import MODEL_SAMPLE_RATE
 from drvoice_lab.data.corpus import (
-    FORMAT_VERSION,
-    SPLITS,
     Dialogue,
     Turn,
     _write_text,
     utterance_id,
     write_dialogues,
+    write_manifest,
 )
 from drvoice_lab.data.open_answers import answer_questions, read_answers_jsonl
 from drvoice_lab.data.voices import ASSISTANT_VOICE, HELDOUT_USER_VOICES, TRAIN_USER_VOICES
@@ -134,21 +131,5 @@ def build_open_corpus(
     out = Path(out_dir)
     dialogues = plan_open_dialogues(rows)
     seconds = write_dialogues(out, dialogues, ASSISTANT_VOICE.spec, workers, progress)
-    counts = Counter(d.split for d in dialogues)
-    manifest = {
-        "format_version": FORMAT_VERSION,
-        "source": "open_domain",
-        "answers": str(answers),
-        "splits": {s: counts.get(s, 0) for s in SPLITS},
-        "turns": len(dialogues),
-        "utterances": len(seconds),
-        "hours": round(sum(seconds.values()) / 3600, 3),
-        "sample_rate": MODEL_SAMPLE_RATE,
-        "assistant_voice": ASSISTANT_VOICE.spec,
-        "user_voices": {
-            "train": [v.spec for v in TRAIN_USER_VOICES],
-            "heldout": [v.spec for v in HELDOUT_USER_VOICES],
-        },
-    }
-    _write_text(out / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    write_manifest(out, dialogues, seconds, source="open_domain", answers=str(answers))
     return out
