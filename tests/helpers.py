@@ -65,3 +65,8 @@ def small_corpus(folder: Path, dialogues: int, seed: int) -> Path:
 
     config = CorpusConfig(num_dialogues=dialogues, seed=seed, heldout_question_fraction=0.25)
     return build_corpus(folder, config, workers=1, progress=False)
+
+
+def rows(*answered: tuple[str, str, str, str]) -> list[dict]:
+    """answers.jsonl rows from (question, topic, split, answer) tuples."""
+    return [dict(zip(("question", "topic", "split", "answer"), r, strict=True)) for r in answered]

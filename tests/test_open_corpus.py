@@ -4,22 +4,20 @@ from __future__ import annotations
 
 import json
 
+from helpers import rows
+
 from drvoice_lab.data.corpus import load_dialogues, load_utterance
 from drvoice_lab.data.open_answers import write_answers_jsonl
 from drvoice_lab.data.open_corpus import all_questions, build_open_corpus, plan_open_dialogues
 from drvoice_lab.data.voices import HELDOUT_USER_VOICES, TRAIN_USER_VOICES
 
-ROWS = [
-    {"question": "What is a volcano?", "topic": "nature", "split": "train",
-     "answer": "A volcano is a mountain that can erupt with lava."},
-    {"question": "How do I boil an egg?", "topic": "cooking", "split": "train",
-     "answer": "Put it in boiling water for about eight minutes."},
-    {"question": "Why is the sea salty?", "topic": "oceans", "split": "test",
-     "answer": "Rivers carry salt from rocks into the sea."},
-    {"question": "What is the capital of Peru?", "topic": "geography", "split": "probe",
-     "answer": "The capital of Peru is Lima."},
-    {"question": "Say nothing.", "topic": "chat", "split": "train", "answer": " "},
-]  # fmt: skip
+ROWS = rows(  # (question, topic, split, base LLM's answer)
+    ("What is a volcano?", "nature", "train", "A volcano is a mountain that can erupt with lava."),
+    ("How do I boil an egg?", "cooking", "train", "Boil it for about eight minutes."),
+    ("Why is the sea salty?", "oceans", "test", "Rivers carry salt from rocks into the sea."),
+    ("What is the capital of Peru?", "geography", "probe", "The capital of Peru is Lima."),
+    ("Say nothing.", "chat", "train", " "),
+)  # fmt: skip
 
 
 def test_every_question_once_and_the_measuring_rows_first():

@@ -10,6 +10,7 @@ import json
 import math
 
 import pytest
+from helpers import rows
 
 from drvoice_lab import cli
 from drvoice_lab.data.open_answers import write_answers_jsonl
@@ -31,24 +32,17 @@ from drvoice_lab.evaluation.open_eval import (
 from drvoice_lab.inference.pipeline import VoiceChat
 from drvoice_lab.model_folder import default_checkpoint
 
-ROWS = [
-    {"question": "What is a volcano?", "topic": "nature", "split": "train",
-     "answer": "A volcano is a mountain that can erupt with lava."},
-    {"question": "What is frozen water called?", "topic": "nature", "split": "train",
-     "answer": "Ice."},
+ROWS = rows(  # (question, topic, split, base LLM's answer)
+    ("What is a volcano?", "nature", "train", "A volcano is a mountain that can erupt with lava."),
+    ("What is frozen water called?", "nature", "train", "Ice."),
     # a held-out question whose answer was heard in training: left out of the speech figure
-    {"question": "What is water called when it freezes?", "topic": "science", "split": "test",
-     "answer": "Ice."},
-    {"question": "Why is the sea salty?", "topic": "oceans", "split": "test",
-     "answer": "Rivers carry salt from rocks into the sea."},
-    {"question": "What do bees make?", "topic": "animals", "split": "test",
-     "answer": "Bees make honey."},
+    ("What is water called when it freezes?", "science", "test", "Ice."),
+    ("Why is the sea salty?", "oceans", "test", "Rivers carry salt from rocks into the sea."),
+    ("What do bees make?", "animals", "test", "Bees make honey."),
     # the first two probe questions: the base LLM gets one of two right
-    {"question": "What is the capital of France?", "topic": "capitals", "split": "probe",
-     "answer": "The capital of France is Paris."},
-    {"question": "What is the capital of England?", "topic": "capitals", "split": "probe",
-     "answer": "I am not sure."},
-]  # fmt: skip
+    ("What is the capital of France?", "capitals", "probe", "The capital of France is Paris."),
+    ("What is the capital of England?", "capitals", "probe", "I am not sure."),
+)  # fmt: skip
 
 
 # --- scoring functions on known strings ---------------------------------------------------------
