@@ -251,7 +251,7 @@ def write_dialogues(
         for turn in dialogue.turns:
             turn.user_seconds = round(durations[turn.user_audio], 4)
             turn.assistant_seconds = round(durations[turn.assistant_audio], 4)
-    _write_text(
+    write_text_atomic(
         out / "dialogues.jsonl",
         "".join(json.dumps(asdict(d), sort_keys=True) + "\n" for d in dialogues),
     )
@@ -278,10 +278,10 @@ def write_manifest(
         },
         **fields,
     }
-    _write_text(out / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    write_text_atomic(out / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
-def _write_text(path: Path, text: str) -> None:
+def write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)

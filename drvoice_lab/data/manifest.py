@@ -51,7 +51,7 @@ from drvoice_lab.data.corpus import (
     SPLITS,
     Dialogue,
     Turn,
-    _write_text,
+    write_text_atomic,
     utterance_id,
     write_dialogues,
     write_manifest,
@@ -132,7 +132,7 @@ def import_manifest(
     if rows:
         _write_corpus(out, manifest, [row.dialogue for row in rows], workers, progress)
         _count(rows, report)
-    _write_text(out / REPORT_NAME, json.dumps(asdict(report), indent=2) + "\n")
+    write_text_atomic(out / REPORT_NAME, json.dumps(asdict(report), indent=2) + "\n")
     return report
 
 

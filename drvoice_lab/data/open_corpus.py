@@ -19,14 +19,8 @@ import json
 import random
 from pathlib import Path
 
-from drvoice_lab.data.corpus import (
-    Dialogue,
-    Turn,
-    _write_text,
-    utterance_id,
-    write_dialogues,
-    write_manifest,
-)
+from drvoice_lab.data import corpus
+from drvoice_lab.data.corpus import Dialogue, Turn, utterance_id
 from drvoice_lab.data.open_answers import answer_questions, read_answers_jsonl
 from drvoice_lab.data.voices import ASSISTANT_VOICE, HELDOUT_USER_VOICES, TRAIN_USER_VOICES
 from drvoice_lab.paths import cache_dir
@@ -79,7 +73,7 @@ def answer_all(
         rows = [done[q] for q, _, _ in all_questions() if q in done]
         lines = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
         out.parent.mkdir(parents=True, exist_ok=True)
-        _write_text(out, lines)  # atomic: a killed run keeps every finished chunk
+        corpus.write_text_atomic(out, lines)  # atomic: a killed run keeps every finished chunk
     return out
 
 
@@ -130,6 +124,6 @@ def build_open_corpus(
         rows = train + [r for r in rows if r["split"] != "train"]
     out = Path(out_dir)
     dialogues = plan_open_dialogues(rows)
-    seconds = write_dialogues(out, dialogues, ASSISTANT_VOICE.spec, workers, progress)
-    write_manifest(out, dialogues, seconds, source="open_domain", answers=str(answers))
+    seconds = corpus.write_dialogues(out, dialogues, ASSISTANT_VOICE.spec, workers, progress)
+    corpus.write_manifest(out, dialogues, seconds, source="open_domain", answers=str(answers))
     return out
