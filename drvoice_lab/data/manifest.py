@@ -51,10 +51,10 @@ from drvoice_lab.data.corpus import (
     SPLITS,
     Dialogue,
     Turn,
-    write_text_atomic,
     utterance_id,
     write_dialogues,
     write_manifest,
+    write_text_atomic,
 )
 from drvoice_lab.data.text_tokenizer import TextTokenizer
 from drvoice_lab.data.voices import (
