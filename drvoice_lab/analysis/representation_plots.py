@@ -16,9 +16,7 @@ def plot_rates(stats: dict[str, np.ndarray]):
     for name, values in stats.items():
         ax.hist(values, bins=bins, alpha=0.6, label=f"{name} (median {np.median(values):.1f})")
     ax.set_xscale("log")
-    ax.set_xlabel("per second of speech")
-    ax.set_ylabel("utterances")
-    ax.legend(fontsize=8)
+    _label(ax, xlabel="per second of speech", ylabel="utterances", legend=8)
     fig.tight_layout()
     return fig
 
@@ -108,11 +106,8 @@ def plot_cost_vs_k(rows: list[dict], seconds: float = 30.0):
         right.plot(ks, [float(r["flop_ratio"]) for r in sel], "--", label=f"{backbone}: FLOPs")
         right.plot(ks, [float(r["prefill_speedup"]) for r in sel], "o-",
                    label=f"{backbone}: measured prefill")  # fmt: skip
-    left.set_title(f"backbone positions for a {seconds:.0f} s spoken turn")
-    left.set_xlabel("k")
-    right.set_title("speed-up over k = 1")
-    right.set_xlabel("k")
-    right.legend(fontsize=7)
+    _label(left, title=f"backbone positions for a {seconds:.0f} s spoken turn", xlabel="k")
+    _label(right, title="speed-up over k = 1", xlabel="k", legend=7)
     fig.tight_layout()
     return fig
 
@@ -138,3 +133,12 @@ def plot_quality_vs_k(rows: list[dict]):
     right.set_ylabel("training minutes (wall)")
     fig.tight_layout()
     return fig
+
+
+def _label(ax, title: str = "", xlabel: str = "", ylabel: str = "", legend: int = 0) -> None:
+    """Title, axis labels and (font size > 0) a legend, for the plots above."""
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if legend:
+        ax.legend(fontsize=legend)
