@@ -127,9 +127,7 @@ class TextTokenizer:
             if isinstance(name_or_path, str)
             else name_or_path
         )
-        new = [t for t in special_tokens if t not in hf.get_vocab()]
-        if new:
-            hf.add_special_tokens({"extra_special_tokens": new}, replace_extra_special_tokens=False)
+        add_special_tokens(hf, special_tokens)
         pad_id, speak_id = (
             hf.convert_tokens_to_ids(pad_token),
             hf.convert_tokens_to_ids(speak_token),
@@ -168,8 +166,10 @@ class TextTokenizer:
         from drvoice_lab.modeling.backbones import load_backbone_tokenizer
 
         specials = config.text_special_tokens
-        pad = next((t for t in specials if "pad" in t), None) or "<|endoftext|>"
-        tokenizer = cls.from_hf(load_backbone_tokenizer(config.backbone_source), specials, pad)
+        hf = load_backbone_tokenizer(config.backbone_source)
+        add_special_tokens(hf, specials)
+        pad = hf.convert_ids_to_tokens(config.text_pad_token_id)  # the config says which
+        tokenizer = cls.from_hf(hf, specials, pad)
         ids = [tokenizer.hf.convert_tokens_to_ids(t) for t in specials]
         wanted = list(range(config.base_vocab_size, config.base_vocab_size + len(specials)))
         if ids != wanted:
@@ -179,6 +179,13 @@ class TextTokenizer:
                 "base_vocab_size to the tokenizer's size without them"
             )
         return tokenizer
+
+
+def add_special_tokens(hf: PreTrainedTokenizerBase, tokens: Sequence[str]) -> None:
+    """Add ``tokens`` (in order, as special tokens) that the tokenizer does not have yet."""
+    new = [t for t in tokens if t not in hf.get_vocab()]
+    if new:
+        hf.add_special_tokens({"extra_special_tokens": new}, replace_extra_special_tokens=False)
 
 
 # Sentinel contents: rendering them through a chat template reveals its role markers.
