@@ -54,3 +54,15 @@ def test_build_writes_a_corpus_the_trainer_reads(tmp_path):
     before = {p: p.stat().st_mtime for p in (corpus / "audio").iterdir()}
     build_open_corpus(corpus, answers, workers=1, progress=False)  # resumes: nothing redone
     assert {p: p.stat().st_mtime for p in (corpus / "audio").iterdir()} == before
+
+
+def test_the_shipped_answers_cover_every_question_once():
+    """The package ships the base LLM's answers (`drvoice-lab data answer`, about an hour):
+    one per current question, none empty; regenerate them when the questions change."""
+    from drvoice_lab.data.open_answers import read_answers_jsonl
+    from drvoice_lab.data.open_corpus import SHIPPED_ANSWERS, default_answers_path
+
+    assert default_answers_path() == SHIPPED_ANSWERS
+    shipped = read_answers_jsonl(SHIPPED_ANSWERS)
+    assert [(r["question"], r["split"]) for r in shipped] == [(q, s) for q, _, s in all_questions()]
+    assert all(r["answer"].strip() for r in shipped)

@@ -5,7 +5,9 @@ DrVoice keeps what its LLM knows by training on the LLM's own answers. Here:
 1. ``answer_all`` asks SmolLM2-135M-Instruct every question of ``data.open_questions`` (the
    training generator, the held-out test list, the knowledge probe) under the T2T system prompt
    of the ``smol`` preset (its short-answer persona), greedily, in batches, and writes
-   ``answers.jsonl``. It resumes: questions already answered in that file are skipped.
+   ``answers.jsonl``. It resumes: questions already answered in that file are skipped. The
+   package ships its result (``assets/open_questions/answers.jsonl``: 3624 answers, about 70
+   minutes of a loaded 2-core CPU), which the builders use by default.
 2. ``build_open_corpus`` turns the training and test rows into a corpus in the format of
    ``data.corpus`` (``dialogues.jsonl``, ``manifest.json``, 16 kHz audio): users ask in the
    training voices, the assistant answers in hibari. Held-out questions appear twice: in
@@ -23,12 +25,20 @@ from drvoice_lab.data import corpus
 from drvoice_lab.data.corpus import Dialogue, Turn, utterance_id
 from drvoice_lab.data.open_answers import answer_questions, read_answers_jsonl
 from drvoice_lab.data.voices import ASSISTANT_VOICE, HELDOUT_USER_VOICES, TRAIN_USER_VOICES
-from drvoice_lab.paths import cache_dir
+from drvoice_lab.paths import ASSETS_DIR, cache_dir
 
 CHUNK = 256  # questions answered between two saves of answers.jsonl
 
 
+SHIPPED_ANSWERS = ASSETS_DIR / "open_questions" / "answers.jsonl"
+
+
 def default_answers_path() -> Path:
+    """The answers shipped with the package (made by ``answer_all``), else a regenerated set."""
+    return SHIPPED_ANSWERS if SHIPPED_ANSWERS.exists() else regenerated_answers_path()
+
+
+def regenerated_answers_path() -> Path:
     return cache_dir("open_domain") / "answers.jsonl"
 
 
@@ -53,7 +63,7 @@ def answer_all(
     from drvoice_lab.data.com import system_text
     from drvoice_lab.modeling.backbones import load_backbone, load_backbone_tokenizer
 
-    out = Path(out) if out else default_answers_path()
+    out = Path(out) if out else regenerated_answers_path()  # never into the package
     config = DrVoiceConfig.from_preset("smol")
     done = {row["question"]: row for row in read_answers_jsonl(out)} if out.exists() else {}
     todo = [row for row in all_questions() if row[0] not in done]
