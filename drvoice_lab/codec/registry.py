@@ -1,6 +1,8 @@
 """Speech tokenizers by name, and the fingerprint a model folder records of its tokenizer.
 
-Names: ``None`` or ``"default"`` (the shipped mel codec), a folder holding a fitted mel codec,
+Names: ``None`` or ``"default"`` (the shipped mel codec, K = 1024, fitted on the task world's
+sentences), ``"open"`` (the shipped mel codec for open text, K = 4096, fitted on the base LLM's
+answers to the training open questions: DrVoice-smol's), a folder holding a fitted mel codec,
 or ``"cosyvoice2"`` / ``"cosyvoice2:/path/to/CosyVoice2-0.5B"``. The lookup lives here, not in
 the interface, so that adapters can import the interface without an import circle.
 """
@@ -16,21 +18,22 @@ from drvoice_lab.codec.mel_codec import WEIGHTS_NAME, MelCodecTokenizer
 from drvoice_lab.paths import ASSETS_DIR
 
 DEFAULT_DIR = ASSETS_DIR / "speech_tokenizer"
+SHIPPED = {"default": DEFAULT_DIR, "open": ASSETS_DIR / "speech_tokenizer_open"}
 
 
 def load_speech_tokenizer(name: str | Path | None = None) -> SpeechTokenizer:
-    """The default tokenizer (``None`` or ``"default"``), a fitted codec directory, or
+    """A shipped tokenizer (``None``/``"default"``, ``"open"``), a fitted codec directory, or
     ``"cosyvoice2"`` / ``"cosyvoice2:/path/to/CosyVoice2-0.5B"`` (needs those packages)."""
-    if name is None or str(name) == "default":
-        return MelCodecTokenizer.load(DEFAULT_DIR)
-    text = str(name)
+    text = "default" if name is None else str(name)
+    if text in SHIPPED:
+        return MelCodecTokenizer.load(SHIPPED[text])
     if text == "cosyvoice2" or text.startswith("cosyvoice2:"):
         return CosyVoice2Tokenizer(text.partition(":")[2] or None)
     if Path(text).is_dir():
         return MelCodecTokenizer.load(text)
     raise ValueError(
-        f"unknown speech tokenizer {text!r}: use 'default', 'cosyvoice2[:DIR]' or a directory "
-        "holding a fitted codec"
+        f"unknown speech tokenizer {text!r}: use 'default', 'open', 'cosyvoice2[:DIR]' or a "
+        "directory holding a fitted codec"
     )
 
 
@@ -39,7 +42,7 @@ def speech_tokenizer_fingerprint(name: str | Path | None = None) -> str | None:
     model can check it is decoded by the tokenizer it was trained with; None for external
     tokenizers (CosyVoice2), whose identity is their name."""
     text = "default" if name is None else str(name)
-    folder = DEFAULT_DIR if text == "default" else Path(text)
+    folder = SHIPPED.get(text, Path(text))
     weights = folder / WEIGHTS_NAME
     if not weights.is_file():
         return None
