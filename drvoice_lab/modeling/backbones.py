@@ -15,6 +15,7 @@ refuses a base whose bytes differ from the one the folder was trained on.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -62,6 +63,14 @@ _CONVERTED_MARK = "drvoice_backbone.json"  # written last: the cached folder is 
 
 
 def file_sha256(path: str | Path) -> str:
+    """sha256 of a file, hashed once per (path, size, mtime): loading a model on its base
+    checks the base twice (the reference, then the cache folder)."""
+    stat = Path(path).stat()
+    return _sha256(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
