@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE = 1
 export TRANSFORMERS_OFFLINE = 1
 export HF_HUB_DISABLE_TELEMETRY = 1
 
-.PHONY: demo demo-cli lab test setup lint clean default-model smol-model
+.PHONY: demo demo-cli lab test setup lint clean default-model tiny-model
 
 setup:
 	@bash scripts/bootstrap.sh $(VENV) $(EXTRAS)
@@ -25,11 +25,11 @@ demo-cli: setup
 	$(VENV)/bin/drvoice-lab chat --audio runs/demo/question.wav --out runs/demo/answer.wav
 	$(VENV)/bin/drvoice-lab chat --text "Which city is the capital of Japan?" --out runs/demo/typed_answer.wav
 
-# Rebuild the embedded default model from scratch (corpus -> train -> fp16 export + model card).
-default-model: setup
+# Rebuild the tiny from-scratch model, the tests' fixture (corpus -> train -> fp16 export + card).
+tiny-model: setup
 	$(VENV)/bin/drvoice-lab data build
 	$(VENV)/bin/drvoice-lab train --recipe tiny --out runs/tiny
-	$(VENV)/bin/drvoice-lab export runs/tiny/final --out drvoice_lab/assets/default_model --force
+	$(VENV)/bin/drvoice-lab export runs/tiny/final --out drvoice_lab/assets/tiny_model --force
 
 # DrVoice-smol (issue 24, not yet the default): the open-domain corpus from the shipped base-LLM
 # answers, the smol recipe (~1.9 h on an idle 2-core CPU), an fp16 export of what DrVoice adds.

@@ -78,7 +78,7 @@ def cmd_turn(args: argparse.Namespace) -> int:
     from drvoice_lab.audio.io import write_audio
     from drvoice_lab.data.text_tokenizer import TextTokenizer
     from drvoice_lab.inference.pipeline import VoiceChat
-    from drvoice_lab.model_folder import default_checkpoint
+    from drvoice_lab.model_folder import tiny_checkpoint
     from drvoice_lab.modeling import DrVoiceModel
 
     config = _preset(args)
@@ -90,8 +90,8 @@ def cmd_turn(args: argparse.Namespace) -> int:
         audio = ASSISTANT_VOICE.synthesize("What is the capital of France?")  # 16 kHz
     torch.manual_seed(args.seed)
     model = DrVoiceModel(config).eval()
-    # the shipped model's BPE for presets on the corpus BPE; the backbone's own otherwise
-    chat = VoiceChat(model, TextTokenizer.for_config(config, default_checkpoint()))
+    # the tiny model's BPE for presets on the corpus BPE; the backbone's own otherwise
+    chat = VoiceChat(model, TextTokenizer.for_config(config, tiny_checkpoint()))
     print(
         f"{args.preset} (k={config.group_size}) with freshly initialised weights: no trained "
         "checkpoint is used here, so the answer is noise; this checks the full path."
@@ -219,8 +219,15 @@ def _speech_only(audio, path: str):
 def _add_eval(sub: argparse._SubParsersAction) -> None:
     from drvoice_lab.arguments import int_at_least
 
-    p = sub.add_parser("eval", help="answer accuracy per CoM mode and voice, speech-text WER")
-    p.add_argument("--checkpoint", default=None, help="model folder (default: the shipped model)")
+    p = sub.add_parser(
+        "eval", help="closed task world: answer accuracy per CoM mode and voice, speech-text WER"
+    )
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        help="model folder (default: the tiny model, whose world the default corpus is; "
+        "open-domain models: `drvoice-lab eval-open`)",
+    )
     p.add_argument("--adapter", default=None, help="LoRA adapter folder to apply to the model")
     p.add_argument("--corpus", default=None, help="corpus folder (default: the default corpus)")
     p.add_argument(
@@ -234,7 +241,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         "--out",
         default=None,
         help="folder for eval.json and eval.md (default: MODEL/eval/SPLIT, or "
-        "runs/eval/default_model/SPLIT for the shipped model)",
+        "runs/eval/NAME/SPLIT for a model inside the package)",
     )
     p.set_defaults(func=cmd_eval)
 
@@ -246,9 +253,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from drvoice_lab.data.corpus import default_corpus_dir, load_dialogues
     from drvoice_lab.evaluation.evaluate import evaluate, markdown_table, write_report
     from drvoice_lab.inference.pipeline import VoiceChat
-    from drvoice_lab.model_folder import default_checkpoint
+    from drvoice_lab.model_folder import tiny_checkpoint
 
-    checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
+    checkpoint = Path(args.checkpoint) if args.checkpoint else tiny_checkpoint()
     modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
     if unknown := sorted(set(modes) - set(MODES)):
         raise ValueError(f"unknown --modes {unknown}; choose from {sorted(MODES)}")

@@ -24,6 +24,7 @@ __all__ = [
     "SPEECH_TOKENIZER_REF",
     "CheckpointError",
     "default_checkpoint",
+    "tiny_checkpoint",
     "load_checkpoint",
     "load_speech_tokenizer_for",
     "write_speech_tokenizer_ref",
@@ -31,10 +32,17 @@ __all__ = [
 
 
 def default_checkpoint() -> Path:
-    """The shipped default model (trained by `drvoice-lab train --recipe tiny`)."""
+    """The embedded default model: what chat, the demo, the benchmarks and the notebooks load
+    when no model is named."""
+    return tiny_checkpoint()
+
+
+def tiny_checkpoint() -> Path:
+    """The 5 M from-scratch model of the closed task world (`drvoice-lab train --recipe tiny`):
+    the fast fixture of the tests and of closed-world probes."""
     from drvoice_lab.paths import ASSETS_DIR
 
-    return ASSETS_DIR / "default_model"
+    return ASSETS_DIR / "tiny_model"
 
 
 SPEECH_TOKENIZER_REF = "speech_tokenizer.json"

@@ -23,7 +23,7 @@ import soundfile as sf
 from helpers import BIN
 
 from drvoice_lab.cli import main
-from drvoice_lab.model_folder import default_checkpoint
+from drvoice_lab.model_folder import tiny_checkpoint
 from drvoice_lab.training.export import MARKER, ExportError, export_model
 
 IS_ROOT = os.geteuid() == 0
@@ -254,7 +254,7 @@ CASES = [
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> Path:
     """A copy of the shipped model: cases may point commands at it, never at the package."""
-    return Path(shutil.copytree(default_checkpoint(), tmp_path_factory.mktemp("m") / "model"))
+    return Path(shutil.copytree(tiny_checkpoint(), tmp_path_factory.mktemp("m") / "model"))
 
 
 @pytest.fixture(scope="module")
@@ -357,10 +357,10 @@ def test_eval_without_out_writes_under_runs_not_into_the_package(tmp_path, capsy
 
     corpus = build_corpus(tmp_path / "corpus", CorpusConfig(num_dialogues=2, seed=3), workers=1,
                           progress=False)  # fmt: skip
-    package_model = snapshot(default_checkpoint())
+    package_model = snapshot(tiny_checkpoint())
     monkeypatch.chdir(tmp_path)
     args = ["eval", "--corpus", str(corpus), "--split", "train", "--modes", "T2T", "--limit", "1"]
     assert main(args) == 0
-    report = Path("runs/eval/default_model/train/eval.json")
+    report = Path("runs/eval/tiny_model/train/eval.json")
     assert report.is_file() and f"written: {report}" in capsys.readouterr().out
-    assert snapshot(default_checkpoint()) == package_model
+    assert snapshot(tiny_checkpoint()) == package_model

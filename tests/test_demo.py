@@ -21,7 +21,7 @@ from drvoice_lab.demo import AUTO, DemoSettings, choose_mode, launch  # noqa: E4
 from drvoice_lab.evaluation.evaluate import WhisperASR  # noqa: E402
 from drvoice_lab.evaluation.metrics import word_error_rate  # noqa: E402
 from drvoice_lab.inference.pipeline import VoiceChat  # noqa: E402
-from drvoice_lab.model_folder import default_checkpoint
+from drvoice_lab.model_folder import tiny_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 README_SCREENSHOT = ROOT / "docs" / "images" / "demo.png"  # refreshed on request only
@@ -111,7 +111,7 @@ def test_spoken_question_gets_text_and_matching_speech(server, questions):
     # What Whisper hears in the spoken answer is what the text channel wrote. The default
     # model's S2M speech-text WER is 22 % on 60 held-out dialogues, with a wide spread over 4
     # answers: the bound catches a missing or mismatched audio stream (~100 %), while
-    # tests/test_default_model.py tracks the model's own consistency.
+    # tests/test_tiny_model.py tracks the model's own consistency.
     assert word_error_rate(heard, texts) <= 0.6, list(zip(texts, heard, strict=True))
 
 
@@ -199,7 +199,7 @@ def test_a_lora_adapter_folder_is_used_and_a_wrong_one_explained(server, tmp_pat
     from drvoice_lab.modeling.lora import apply_lora, save_adapter
     from drvoice_lab.training.recipe import LoraSettings
 
-    model, _ = load_checkpoint(default_checkpoint())
+    model, _ = load_checkpoint(tiny_checkpoint())
     peft_model = apply_lora(model, LoraSettings())
     identity = save_adapter(peft_model, tmp_path / "identity")
     torch.manual_seed(0)
@@ -242,7 +242,7 @@ def test_eight_concurrent_sessions_keep_their_own_history(server, questions):
     from drvoice_lab.audio.io import AudioLimits
     from drvoice_lab.demo import read_question
 
-    chat = VoiceChat.from_checkpoint(default_checkpoint())
+    chat = VoiceChat.from_checkpoint(tiny_checkpoint())
     plans = [
         [(None, TYPED[i], "T2T"), (questions[i % len(questions)][0], "", "S2T"),
          (None, TYPED[(i + 3) % len(TYPED)], "T2T")]

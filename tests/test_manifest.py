@@ -180,7 +180,7 @@ def test_training_features_for_an_imported_corpus(source, tmp_path):
     from drvoice_lab.audio.encoder import SpeechEncoder
     from drvoice_lab.config import DrVoiceConfig
     from drvoice_lab.data.text_tokenizer import TextTokenizer
-    from drvoice_lab.model_folder import default_checkpoint, load_speech_tokenizer_for
+    from drvoice_lab.model_folder import load_speech_tokenizer_for, tiny_checkpoint
     from drvoice_lab.training.data import DialogueBatches, FeatureStore
 
     folder = source[0].parent
@@ -190,7 +190,7 @@ def test_training_features_for_an_imported_corpus(source, tmp_path):
     ])  # fmt: skip
     out = tmp_path / "corpus"
     assert import_manifest(manifest, out, workers=1, progress=False).imported == 2
-    model = default_checkpoint()
+    model = tiny_checkpoint()
     config = DrVoiceConfig.from_pretrained(model)
     speech_tokenizer = load_speech_tokenizer_for(model)
     tokens_only = FeatureStore(out, None, speech_tokenizer, tokenizer_name="default")

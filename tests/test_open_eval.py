@@ -30,7 +30,7 @@ from drvoice_lab.evaluation.open_eval import (
     write_report,
 )
 from drvoice_lab.inference.pipeline import VoiceChat
-from drvoice_lab.model_folder import default_checkpoint
+from drvoice_lab.model_folder import tiny_checkpoint
 
 ROWS = rows(  # (question, topic, split, base LLM's answer)
     ("What is a volcano?", "nature", "train", "A volcano is a mountain that can erupt with lava."),
@@ -116,7 +116,7 @@ def corpus(tmp_path_factory):
 @pytest.fixture(scope="module")
 def report(corpus):
     corpus_dir, answers = corpus
-    chat = VoiceChat.from_checkpoint(default_checkpoint())
+    chat = VoiceChat.from_checkpoint(tiny_checkpoint())
     return evaluate_open(chat, corpus_dir, answers, limit=2, asr=WhisperASR(), progress=False)
 
 
@@ -182,7 +182,7 @@ def _run(capsys, *args):
 
 def test_command_refuses_bad_input_with_a_message(corpus, tmp_path, capsys):
     corpus_dir, answers = corpus
-    model = str(default_checkpoint())
+    model = str(tiny_checkpoint())
     code, err = _run(capsys, "--checkpoint", str(tmp_path), "--corpus", str(corpus_dir),
                      "--answers", str(answers))  # fmt: skip
     assert code == 2 and "is not a DrVoice model folder" in err
@@ -201,12 +201,12 @@ def test_command_refuses_bad_input_with_a_message(corpus, tmp_path, capsys):
 
 def test_command_writes_the_report(corpus, tmp_path, capsys):
     corpus_dir, answers = corpus
-    code = cli.main(["eval-open", "--checkpoint", str(default_checkpoint()), "--corpus",
+    code = cli.main(["eval-open", "--checkpoint", str(tiny_checkpoint()), "--corpus",
                      str(corpus_dir), "--answers", str(answers), "--split", "test_question",
                      "--limit", "1", "--out", str(tmp_path), "--quiet"])  # fmt: skip
     out = capsys.readouterr().out
     assert code == 0 and "| real-time factor of spoken turns | 1 |" in out
     saved = json.loads((tmp_path / "eval_open.json").read_text())
     assert saved["split"] == "test_question" and saved["dialogues"] == 1
-    assert saved["checkpoint"] == str(default_checkpoint()) and saved["probe"]["n"] == 1
+    assert saved["checkpoint"] == str(tiny_checkpoint()) and saved["probe"]["n"] == 1
     assert (tmp_path / "eval_open.md").read_text() in out

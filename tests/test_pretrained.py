@@ -250,6 +250,34 @@ def test_chat_export_and_eval_commands_take_a_folder_on_a_base(trained_smol, tmp
     assert exported.keeps_base_frozen and exported.has_backbone_lora
 
 
+def test_a_user_lora_stacks_on_the_models_own_lora(trained_smol, tmp_path):
+    """peft activates only a layer's newest adapter: a user's LoRA on a smol model must not
+    switch the model's own (trained) LoRA off. It is folded in first, and a saved adapter
+    loads back onto the folder the same way."""
+    from drvoice_lab.model_folder import load_checkpoint
+    from drvoice_lab.modeling.lora import LoraSettings, apply_lora, save_adapter
+
+    final = trained_smol[0]
+    model, tok = load_checkpoint(final)
+    ids = torch.tensor([tok.role("user") + tok.encode("What do bees make?") + tok.end("user")])
+    with torch.no_grad():
+        own = model(ids).text_logits
+        bare = backbones.load_backbone(SMOL)(ids).logits  # what losing the LoRA would give
+    assert (own[..., :49152] - bare).abs().max() > 1e-3
+    tuned = apply_lora(model, LoraSettings(rank=2))
+    with torch.no_grad():
+        torch.testing.assert_close(tuned(ids).text_logits, own, atol=1e-4, rtol=0)
+    for name, param in tuned.named_parameters():
+        if ".lora_B.default" in name:
+            torch.nn.init.normal_(param, std=0.02)  # as if trained
+    with torch.no_grad():
+        trained = tuned(ids).text_logits
+    save_adapter(tuned, tmp_path / "adapter")
+    again, _ = load_checkpoint(final, adapter=tmp_path / "adapter")
+    with torch.no_grad():
+        torch.testing.assert_close(again(ids).text_logits, trained, atol=1e-4, rtol=0)
+
+
 def test_init_from_a_folder_on_a_base_goes_on_training_it(trained_smol, tmp_path):
     from drvoice_lab.training import load_recipe
     from drvoice_lab.training.loop import Trainer
@@ -281,9 +309,9 @@ def test_info_counts_trainable_and_frozen_parts_of_smol():
 @pytest.fixture(scope="module")
 def chat():
     from drvoice_lab.inference.pipeline import VoiceChat
-    from drvoice_lab.model_folder import default_checkpoint
+    from drvoice_lab.model_folder import tiny_checkpoint
 
-    return VoiceChat.from_checkpoint(default_checkpoint())
+    return VoiceChat.from_checkpoint(tiny_checkpoint())
 
 
 def test_typed_and_spoken_turns_alternate_in_one_conversation(chat):

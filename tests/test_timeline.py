@@ -17,14 +17,14 @@ from drvoice_lab.inference.timeline import (
     timeline_html,
     timeline_rows,
 )
-from drvoice_lab.model_folder import default_checkpoint
+from drvoice_lab.model_folder import tiny_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def turn():
-    chat = VoiceChat.from_checkpoint(default_checkpoint())
+    chat = VoiceChat.from_checkpoint(tiny_checkpoint())
     return chat, chat.respond(text="What is the capital of France?", mode="T2M")
 
 

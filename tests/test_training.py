@@ -254,7 +254,7 @@ def test_finished_run_exports_merges_and_chats(run_setup):
     shipped = root / "shipped"
     card = (shipped / "README.md").read_text()
     assert "corpus_sha256" not in card and facts["corpus_sha256"] in card
-    assert "## Evaluation" in card and "make default-model" in card
+    assert "## Evaluation" in card and "make tiny-model" in card
     from safetensors import safe_open
 
     with safe_open(str(shipped / "model.safetensors"), framework="pt") as f:
@@ -307,10 +307,10 @@ def test_finished_run_exports_merges_and_chats(run_setup):
 def test_shipped_model_card_is_what_export_writes():
     """A re-export writes the committed card: the recipe's reasons, one table per kind,
     limitations and licences, from the folder's own files and evaluation."""
-    from drvoice_lab.model_folder import default_checkpoint
-    from drvoice_lab.training.export import model_card
+    from drvoice_lab.model_folder import tiny_checkpoint
+    from drvoice_lab.training.model_card import model_card
 
-    folder = default_checkpoint()
+    folder = tiny_checkpoint()
     reports = json.loads((folder / "eval.json").read_text())
     card = model_card(folder, reports)
     assert card == (folder / "README.md").read_text()

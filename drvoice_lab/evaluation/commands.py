@@ -40,6 +40,11 @@ def add_eval_open_command(sub: argparse._SubParsersAction) -> None:
         help="folder for eval_open.json and eval_open.md (default: MODEL/eval_open/SPLIT, or "
         "runs/eval_open/NAME/SPLIT for a model inside the package)",
     )
+    p.add_argument(
+        "--card",
+        action="store_true",
+        help="also write the floors into the model folder's card (README.md, eval_open.json)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_eval_open)
 
@@ -84,6 +89,8 @@ def cmd_eval_open(args: argparse.Namespace) -> int:
     check_inputs(checkpoint, corpus, answers, args.split)
     out = Path(args.out) if args.out else default_out(checkpoint, args.split)
     check_writable(out, folder=True)
+    if args.card:
+        check_writable(checkpoint / "README.md")
     chat = VoiceChat.from_checkpoint(checkpoint)
     report = evaluate_open(
         chat,
@@ -98,4 +105,8 @@ def cmd_eval_open(args: argparse.Namespace) -> int:
     print(markdown_table(report))
     json_path, md_path = write_report(report, out)
     print(f"written: {json_path} and {md_path}")
+    if args.card:
+        from drvoice_lab.training.model_card import write_card
+
+        print(f"model card: {write_card(checkpoint, open_report=report)}")
     return 0

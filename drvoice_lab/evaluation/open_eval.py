@@ -374,17 +374,17 @@ def write_report(report: dict, out_dir: str | Path) -> tuple[Path, Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out / "eval_open.json", out / "eval_open.md"
-    json_path.write_text(json.dumps(_no_nan(report), indent=1))
+    json_path.write_text(json.dumps(strict_json(report), indent=1))
     md_path.write_text(markdown_table(report))
     return json_path, md_path
 
 
-def _no_nan(value):
+def strict_json(value):
     """Strict JSON: NaN (nothing measured) becomes null."""
     if isinstance(value, float) and math.isnan(value):
         return None
     if isinstance(value, dict):
-        return {k: _no_nan(v) for k, v in value.items()}
+        return {k: strict_json(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_no_nan(v) for v in value]
+        return [strict_json(v) for v in value]
     return value

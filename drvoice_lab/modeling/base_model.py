@@ -56,6 +56,21 @@ def add_backbone_lora(backbone: nn.Module, config) -> None:
         keep_base_rows(backbone, config.base_vocab_size)
 
 
+def fold_backbone_lora(model) -> None:
+    """Merge the backbone's own LoRA into its weights, in place, before a user's LoRA is
+    stacked on top: peft activates only the newest adapter of a layer, so the model's LoRA
+    would otherwise be switched off without a word. The folded model is a full model (its
+    config loses ``backbone_lora``), so ``save_pretrained`` then writes every weight."""
+    from peft.tuners.lora import LoraLayer
+
+    for name, module in list(model.backbone.named_modules()):
+        if isinstance(module, LoraLayer) and LORA_ADAPTER in module.lora_A:
+            module.merge(adapter_names=[LORA_ADAPTER])
+            parent, _, child = name.rpartition(".")
+            setattr(model.backbone.get_submodule(parent), child, module.get_base_layer())
+    model.config.backbone_lora = None
+
+
 def is_lora_key(name: str) -> bool:
     return ".lora_" in name
 

@@ -56,6 +56,7 @@ from peft.tuners.lora import LoraLayer
 from peft.utils.other import ModulesToSaveWrapper
 from torch import nn
 
+from drvoice_lab.modeling.base_model import fold_backbone_lora
 from drvoice_lab.modeling.drvoice import DrVoiceModel
 from drvoice_lab.presets import PROJECTIONS
 
@@ -170,6 +171,8 @@ def apply_lora(
         raise TypeError(f"apply_lora needs a DrVoiceModel, got {type(model).__name__}.")
     _check_adapter_name(adapter_name)
     config = lora_config(settings)
+    if model.has_backbone_lora:  # a model on a pretrained base: its own LoRA stays on
+        fold_backbone_lora(model)
     peft_model = get_peft_model(model, config, adapter_name=adapter_name)
 
     wanted = _ALWAYS_WRAPPED | _SRH_WRAPPED[settings.srh]
@@ -260,6 +263,8 @@ def load_adapter(
     """Load a saved adapter onto ``base_model`` (modified in place) and make it active.
     ``is_trainable=False`` (default) freezes it and puts the model in eval mode."""
     _check_adapter_name(adapter_name)
+    if base_model.has_backbone_lora:  # as apply_lora did before training it
+        fold_backbone_lora(base_model)
     return PeftModel.from_pretrained(
         base_model, str(folder), adapter_name=adapter_name, is_trainable=is_trainable
     )
