@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+from pathlib import Path
 
 import pytest
 from helpers import rows
@@ -210,3 +212,25 @@ def test_command_writes_the_report(corpus, tmp_path, capsys):
     assert saved["split"] == "test_question" and saved["dialogues"] == 1
     assert saved["checkpoint"] == str(tiny_checkpoint()) and saved["probe"]["n"] == 1
     assert (tmp_path / "eval_open.md").read_text() in out
+
+
+def test_workers_give_the_same_answers_and_the_card_gets_the_floors(corpus, report, tmp_path):
+    """--jobs 2 answers in two processes: the same greedy answers as one process, no speed
+    figures (they would be the contended machine's); --card writes the floors on the card."""
+    corpus_dir, answers = corpus
+    model = Path(shutil.copytree(tiny_checkpoint(), tmp_path / "model"))
+    code = cli.main(["eval-open", "--checkpoint", str(model), "--corpus", str(corpus_dir),
+                     "--answers", str(answers), "--limit", "2", "--jobs", "2", "--card",
+                     "--out", str(tmp_path / "out"), "--quiet"])  # fmt: skip
+    assert code == 0
+    saved = json.loads((tmp_path / "out" / "eval_open.json").read_text())
+    keys = ("dialogue_id", "t2t", "s2t", "s2m", "s2m_asr")
+    assert [[i[k] for k in keys] for i in saved["items"]] == [
+        [i[k] for k in keys] for i in report["items"]
+    ]
+    assert [p["model"] for p in saved["probe_items"]] == [p["model"] for p in report["probe_items"]]
+    assert saved["jobs"] == 2 and saved["speed"]["rtf"] is None
+    card = (model / "README.md").read_text()
+    assert "### Open-domain questions" in card and "| text kept: T2T agrees" in card
+    assert "speed is measured with --jobs 1 only" in card
+    assert (model / "eval_open.json").is_file()

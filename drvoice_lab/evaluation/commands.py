@@ -41,6 +41,13 @@ def add_eval_open_command(sub: argparse._SubParsersAction) -> None:
         "runs/eval_open/NAME/SPLIT for a model inside the package)",
     )
     p.add_argument(
+        "--jobs",
+        type=int_at_least(1),
+        default=1,
+        help="worker processes answering in parallel, one thread each (answers are the same; "
+        "speed is measured with 1 only)",
+    )
+    p.add_argument(
         "--card",
         action="store_true",
         help="also write the floors into the model folder's card (README.md, eval_open.json)",
@@ -100,6 +107,8 @@ def cmd_eval_open(args: argparse.Namespace) -> int:
         args.limit,
         max_positions=args.max_positions,
         progress=not args.quiet,
+        jobs=args.jobs,
+        checkpoint=checkpoint,
     )
     report.update(checkpoint=str(checkpoint), corpus=str(corpus), answers=str(answers))
     print(markdown_table(report))

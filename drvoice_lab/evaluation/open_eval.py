@@ -39,8 +39,7 @@ from statistics import median
 import numpy as np
 from tqdm.auto import tqdm
 
-from drvoice_lab.audio.io import resample
-from drvoice_lab.data.corpus import load_dialogues, load_utterance
+from drvoice_lab.data.corpus import load_dialogues
 from drvoice_lab.data.open_answers import read_answers_jsonl
 from drvoice_lab.data.open_questions import probe_correct, probe_questions
 from drvoice_lab.evaluation.evaluate import (
@@ -49,6 +48,7 @@ from drvoice_lab.evaluation.evaluate import (
     tokenizer_floor,
 )
 from drvoice_lab.evaluation.metrics import exact_match, normalize, token_f1, word_error_rate
+from drvoice_lab.evaluation.open_turns import answer_dialogues, answer_typed
 
 AGREE_F1 = 0.8  # token F1 at or above which two answers agree (issue 24)
 
@@ -158,22 +158,10 @@ def speed_figures(timings: list[dict], audio_seconds: list[float]) -> dict:
 def _rtf(timings: list[dict], audio_seconds: list[float]) -> float:
     """Time spent on the turns per second of spoken answer."""
     spoken = sum(audio_seconds)
-    return sum(t["total"] for t in timings) / spoken if spoken else math.nan
+    return sum(t["total"] for t in timings) / spoken if spoken and timings else math.nan
 
 
 # --- running the model -------------------------------------------------------------------------
-
-
-def _answer(chat, mode: str, max_positions: int, text=None, audio=None):
-    """One turn on an empty history (each question is scored on its own)."""
-    chat.reset()
-    return chat.respond(
-        audio=audio,
-        sample_rate=16_000 if audio is not None else None,
-        text=text,
-        mode=mode,
-        max_positions=max_positions,
-    )
 
 
 def _base_answers(rows: list[dict]) -> dict[str, str]:
@@ -193,38 +181,12 @@ def _probe_set(rows: list[dict], limit: int | None) -> list[tuple]:
     return probe
 
 
-def _dialogue_items(chat, corpus_dir, dialogues, base, asr, heard, max_positions, bar):
-    """Run S2M, S2T, T2T per dialogue; return the per-dialogue records and S2M timings."""
-    items, timings = [], []
-    for dialogue in dialogues:
-        turn = dialogue.turns[-1]
-        wav = load_utterance(corpus_dir, turn.user_audio)
-        s2m = _answer(chat, "S2M", max_positions, audio=wav)
-        s2t = _answer(chat, "S2T", max_positions, audio=wav)
-        t2t = _answer(chat, "T2T", max_positions, text=turn.question)
-        seconds = 0.0 if s2m.audio is None else len(s2m.audio) / s2m.sample_rate
-        heard_by_asr = asr.transcribe(resample(s2m.audio, s2m.sample_rate)) if seconds else ""
-        items.append({
-            "dialogue_id": dialogue.id, "voice": turn.user_voice, "question": turn.question,
-            "base": base[turn.question], "t2t": t2t.text, "s2t": s2t.text, "s2m": s2m.text,
-            "s2m_asr": heard_by_asr, "s2m_seconds": seconds,
-            "never_heard": never_heard([base[turn.question], s2m.text], heard),
-        })  # fmt: skip
-        timings.append(s2m.timings)
-        bar.update()
-    return items, timings
-
-
-def _probe(chat, probe: list[tuple], max_positions, bar) -> tuple[dict, list[dict]]:
+def _probe(answers: list[str], probe: list[tuple]) -> tuple[dict, list[dict]]:
     """The model's T2T answers to the probe questions, scored beside the base LLM's."""
-    model_answers = []
-    for question, _ in probe:
-        model_answers.append(_answer(chat, "T2T", max_positions, text=question.text).text)
-        bar.update()
     base_answers = [b for _, b in probe]
-    figures = probe_figures(model_answers, base_answers, [q.aliases for q, _ in probe])
+    figures = probe_figures(answers, base_answers, [q.aliases for q, _ in probe])
     records = [{"question": q.text, "model": m, "base": b, "aliases": list(q.aliases)}
-               for (q, b), m in zip(probe, model_answers, strict=True)]  # fmt: skip
+               for (q, b), m in zip(probe, answers, strict=True)]  # fmt: skip
     return figures, records
 
 
@@ -237,10 +199,14 @@ def evaluate_open(
     asr: WhisperASR | None = None,
     max_positions: int = 120,
     progress: bool = True,
+    jobs: int = 1,
+    checkpoint: str | Path | None = None,
 ) -> dict:
     """Score ``chat`` (a VoiceChat; pass a freshly loaded one so its first turn is the cold
     one) on a split of an open corpus; ``limit``: the first N dialogues and N probe
-    questions. Returns the report dict (see ``floor_rows`` for the floors beside the figures)."""
+    questions. ``jobs > 1``: answer in that many processes loading ``checkpoint`` (the
+    figures but speed; see ``open_turns``). Returns the report dict (``floor_rows``: the
+    floors beside the figures)."""
     dialogues = load_dialogues(corpus_dir, split)[:limit]
     if not dialogues:
         raise ValueError(f"split {split!r} of {corpus_dir} has no dialogues")
@@ -255,12 +221,16 @@ def evaluate_open(
     asr = asr or WhisperASR()
     total = len(dialogues) + len(probe_set)
     bar = tqdm(total=total, desc=f"eval-open {split}", disable=not progress)
-    items, timings = _dialogue_items(
-        chat, corpus_dir, dialogues, base, asr,
-        heard_answers(corpus_dir, rows), max_positions, bar,
-    )  # fmt: skip
-    probe, probe_items = _probe(chat, probe_set, max_positions, bar)
+    items, timings = answer_dialogues(
+        chat, asr, corpus_dir, dialogues, max_positions, bar, jobs, checkpoint
+    )
+    typed = answer_typed(chat, [q.text for q, _ in probe_set], max_positions, bar, jobs, checkpoint)
+    probe, probe_items = _probe(typed, probe_set)
     bar.close()
+    heard = heard_answers(corpus_dir, rows)
+    for item in items:
+        item["base"] = base[item["question"]]
+        item["never_heard"] = never_heard([item["base"], item["s2m"]], heard)
     fresh = [d for d, i in zip(dialogues, items, strict=True) if i["never_heard"]]
     fresh_items = [i for i in items if i["never_heard"]]
     report = {
@@ -277,7 +247,8 @@ def evaluate_open(
             "wer_all": _speech_wer(items),
             "tokenizer_floor": _tokenizer_floor(chat, corpus_dir, fresh, asr),
         },
-        "speed": speed_figures(timings, [i["s2m_seconds"] for i in items]),
+        "jobs": jobs,
+        "speed": speed_figures(timings or [], [i["s2m_seconds"] for i in items]),
         "items": items,
         "probe_items": probe_items,
     }
@@ -319,7 +290,11 @@ def floor_rows(report: dict) -> list[dict]:
             f"tokenizer round trip {_percent(floor['round_trip_wer'])} on the same answers "
             f"(original audio {_percent(floor['original_wer'])})",
         ),
-        "first_audio_cold": (speed["first_audio_cold_ms"], min(speed["n"], 1), ""),
+        "first_audio_cold": (
+            speed["first_audio_cold_ms"],
+            min(speed["n"], 1),
+            "" if report.get("jobs", 1) == 1 else "speed is measured with --jobs 1 only",
+        ),
         "first_audio_median": (speed["first_audio_median_ms"], max(speed["n"] - 1, 0), ""),
         "rtf": (
             speed["rtf"],

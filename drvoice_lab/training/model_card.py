@@ -18,12 +18,14 @@ def write_card(
     folder: str | Path, reports: list[dict] | None = None, open_report: dict | None = None
 ) -> Path:
     """(Re)write a model folder's README.md, with ``drvoice-lab eval`` reports (kept, without
-    per-item rows, in eval.json) or an ``eval-open`` report (kept the same way in
-    eval_open.json, and read back from there when none is passed)."""
+    per-item rows, in eval.json) and/or an ``eval-open`` report (kept the same way in
+    eval_open.json); what is not passed is read back from those files."""
     folder = Path(folder)
     if reports:
         slim = [{k: v for k, v in r.items() if k != "items"} for r in reports]
         (folder / "eval.json").write_text(json.dumps(slim, indent=1) + "\n")
+    elif (folder / "eval.json").is_file():
+        reports = json.loads((folder / "eval.json").read_text())
     if open_report:
         from drvoice_lab.evaluation.open_eval import strict_json
 
