@@ -173,14 +173,12 @@ def wav_bytes(samples: np.ndarray, rate: int) -> bytes:
 
 
 def warm_up(chat: VoiceChat) -> None:
-    """One short spoken and one short typed turn, so that first-call costs (allocations,
-    kernel choices, the VAD model) are paid before anyone is waiting."""
+    """The chat's warm-up turns and the VAD model's first call, before anyone is waiting."""
     from drvoice_lab.audio.vad import speech_spans
 
     tone = 0.3 * np.sin(2 * np.pi * 220 * np.arange(MODEL_SAMPLE_RATE) / MODEL_SAMPLE_RATE)
     speech_spans(tone.astype(np.float32))
-    chat.fork().respond(audio=tone, sample_rate=MODEL_SAMPLE_RATE, mode="S2M", max_positions=3)
-    chat.fork().respond(text="Hello?", mode="T2M", max_positions=3)
+    chat.warm_up()
 
 
 def turn_updates(chat: VoiceChat, messages: list[dict], **stream_args) -> Iterator[dict]:

@@ -48,7 +48,7 @@ from drvoice_lab.evaluation.evaluate import (
     tokenizer_floor,
 )
 from drvoice_lab.evaluation.metrics import exact_match, normalize, token_f1, word_error_rate
-from drvoice_lab.evaluation.open_turns import answer_dialogues, answer_typed
+from drvoice_lab.evaluation.open_turns import answer_dialogues, answer_typed, spoken_timings
 
 AGREE_F1 = 0.8  # token F1 at or above which two answers agree (issue 24)
 
@@ -201,12 +201,13 @@ def evaluate_open(
     progress: bool = True,
     jobs: int = 1,
     checkpoint: str | Path | None = None,
+    speed_turns: int = 20,
 ) -> dict:
     """Score ``chat`` (a VoiceChat; pass a freshly loaded one so its first turn is the cold
     one) on a split of an open corpus; ``limit``: the first N dialogues and N probe
-    questions. ``jobs > 1``: answer in that many processes loading ``checkpoint`` (the
-    figures but speed; see ``open_turns``). Returns the report dict (``floor_rows``: the
-    floors beside the figures)."""
+    questions. ``jobs > 1``: answer in that many processes loading ``checkpoint``, then time
+    the first ``speed_turns`` spoken turns again here, alone (``open_turns``). Returns the
+    report dict (``floor_rows``: the floors beside the figures)."""
     dialogues = load_dialogues(corpus_dir, split)[:limit]
     if not dialogues:
         raise ValueError(f"split {split!r} of {corpus_dir} has no dialogues")
@@ -227,6 +228,9 @@ def evaluate_open(
     typed = answer_typed(chat, [q.text for q, _ in probe_set], max_positions, bar, jobs, checkpoint)
     probe, probe_items = _probe(typed, probe_set)
     bar.close()
+    seconds = [i["s2m_seconds"] for i in items]
+    if timings is None:  # answered by workers: time spoken turns here, on an idle machine
+        timings, seconds = spoken_timings(chat, corpus_dir, dialogues[:speed_turns], max_positions)
     heard = heard_answers(corpus_dir, rows)
     for item in items:
         item["base"] = base[item["question"]]
@@ -248,7 +252,7 @@ def evaluate_open(
             "tokenizer_floor": _tokenizer_floor(chat, corpus_dir, fresh, asr),
         },
         "jobs": jobs,
-        "speed": speed_figures(timings or [], [i["s2m_seconds"] for i in items]),
+        "speed": speed_figures(timings, seconds),
         "items": items,
         "probe_items": probe_items,
     }
@@ -290,11 +294,7 @@ def floor_rows(report: dict) -> list[dict]:
             f"tokenizer round trip {_percent(floor['round_trip_wer'])} on the same answers "
             f"(original audio {_percent(floor['original_wer'])})",
         ),
-        "first_audio_cold": (
-            speed["first_audio_cold_ms"],
-            min(speed["n"], 1),
-            "" if report.get("jobs", 1) == 1 else "speed is measured with --jobs 1 only",
-        ),
+        "first_audio_cold": (speed["first_audio_cold_ms"], min(speed["n"], 1), _cold(report)),
         "first_audio_median": (speed["first_audio_median_ms"], max(speed["n"] - 1, 0), ""),
         "rtf": (
             speed["rtf"],
@@ -311,6 +311,12 @@ def floor_rows(report: dict) -> list[dict]:
             "floor": f"{f.op} {f.show(f.bound)}", "passed": f.passes(figure), "beside": beside,
         })  # fmt: skip
     return rows
+
+
+def _cold(report: dict) -> str:
+    """What stands beside the first turn's figure: how it was measured."""
+    warm_up = report["speed"].get("warm_up_seconds")
+    return f"loading ended with {warm_up:.1f} s of warm-up turns, as in the demo" if warm_up else ""
 
 
 def _percent(value: float) -> str:

@@ -5,8 +5,9 @@ spread over worker processes.
 ``jobs > 1`` starts that many processes (one torch thread each, each with its own copy of the
 model loaded from ``checkpoint``): a batch-1 decode uses two cores poorly, two processes use
 them well. The answers are the same as in one process (greedy decoding); the timings are not
-the product's (each turn shares the machine and runs on one thread), so ``eval-open`` reports
-speed only when ``jobs == 1``.
+the product's (each turn shares the machine and runs on one thread), so ``eval-open`` then
+times the first spoken turns again in its own process, once the workers are done
+(``spoken_timings``).
 """
 
 from __future__ import annotations
@@ -55,6 +56,17 @@ def _dialogue_records(chat, asr, corpus_dir, dialogues, max_positions, bar=None)
         if bar is not None:
             bar.update()
     return records, timings
+
+
+def spoken_timings(chat, corpus_dir, dialogues, max_positions) -> tuple[list[dict], list[float]]:
+    """S2M turns alone, in this process, for their timings: (timings, seconds of answer)."""
+    timings, seconds = [], []
+    for dialogue in dialogues:
+        wav = load_utterance(corpus_dir, dialogue.turns[-1].user_audio)
+        s2m = answer(chat, "S2M", max_positions, audio=wav)
+        timings.append(s2m.timings)
+        seconds.append(0.0 if s2m.audio is None else len(s2m.audio) / s2m.sample_rate)
+    return timings, seconds
 
 
 def _typed_answers(chat, questions: list[str], max_positions, bar=None) -> list[str]:

@@ -78,6 +78,18 @@ class VoiceChat:
     def reset(self) -> None:
         self.history = []
 
+    def warm_up(self) -> float:
+        """One short spoken and one short typed turn on a fork, so that first-call costs
+        (allocations, kernel choices, lazy imports) are paid while loading, before anyone
+        waits for an answer. Returns the seconds it took."""
+        started = time.perf_counter()
+        rate = self.encoder.sample_rate  # 16 kHz
+        tone = 0.3 * np.sin(2 * np.pi * 220 * np.arange(rate) / rate)
+        self.fork().respond(audio=tone.astype(np.float32), sample_rate=rate, mode="S2M",
+                            max_positions=3)  # fmt: skip
+        self.fork().respond(text="Hello?", mode="T2M", max_positions=3)
+        return time.perf_counter() - started
+
     def fork(self, history: list | None = None) -> VoiceChat:
         """Another conversation on the same model, encoder and tokenizers (no copies): one per
         demo session, each with its own ``history``."""

@@ -344,5 +344,3 @@ def licence(components) -> str:
 
 def _json(path: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
-
-
