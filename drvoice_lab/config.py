@@ -91,6 +91,10 @@ class DrVoiceConfig(PretrainedConfig):
         skip_silent_groups: positions whose k speech tokens are all pad/silence get no speech
             term, so text-only input reaches the backbone exactly as the bare LLM sees it
             (identity at initialisation when wrapping a pretrained LLM).
+        srh_unit_input: the SRH reads h_t divided by its length (W_p(h / |h|)). A pretrained
+            LLM's last states are long (SmolLM2: |h| ~ 45) and would drown the previous-token
+            embedding they are summed with (100x smaller), so the SRH could not model its own
+            token stream; models trained from scratch keep the plain W_p h.
         system_prompt: text put before every CoM mode's own system prompt (e.g. "answer in
             one or two short sentences"), so training, chat and evaluation share it.
         use_kernels: run the speech grouping, the SRH input (ungroup + previous-token
@@ -136,6 +140,7 @@ class DrVoiceConfig(PretrainedConfig):
         text_special_tokens: list[str] | None = None,
         backbone_lora: dict[str, Any] | None = None,
         skip_silent_groups: bool = False,
+        srh_unit_input: bool = False,
         system_prompt: str = "",
         use_kernels: bool = False,
         **kwargs: Any,
@@ -179,6 +184,7 @@ class DrVoiceConfig(PretrainedConfig):
         self.text_special_tokens = list(text_special_tokens or [])
         self.backbone_lora = backbone_lora
         self.skip_silent_groups = skip_silent_groups
+        self.srh_unit_input = srh_unit_input
         self.system_prompt = system_prompt
         self.use_kernels = use_kernels
         kwargs.setdefault("tie_word_embeddings", False)

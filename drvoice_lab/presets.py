@@ -69,6 +69,7 @@ _QWEN25_TEXT = dict(
     text_pad_token_id=151643,  # <|endoftext|>
     text_eos_token_id=151645,  # <|im_end|>
     skip_silent_groups=True,
+    srh_unit_input=True,  # a pretrained LLM's long last states (see DrVoiceConfig)
 )
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -109,6 +110,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         text_eos_token_id=2,  # <|im_end|>
         backbone_lora=dict(rank=16, alpha=32.0, dropout=0.0, target_modules=PROJECTIONS),
         skip_silent_groups=True,
+        srh_unit_input=True,  # |h| ~ 45 would drown the previous-token embedding (~0.7)
         system_prompt=SHORT_ANSWER_PROMPT,
     ),
     # Qwen2.5-1.5B-Instruct shape: the paper's small ablation model.

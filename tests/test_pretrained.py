@@ -5,6 +5,7 @@ folders that keep only what DrVoice adds and name their base."""
 from __future__ import annotations
 
 import json
+import math
 import shutil
 
 import numpy as np
@@ -353,8 +354,9 @@ def test_a_conversation_longer_than_the_context_drops_its_oldest_turns(chat, mon
 
 def test_the_smol_recipe_runs_every_stage(tmp_path):
     """The shipped smol recipe, one step per stage on a small corpus: CTC alignment against
-    SmolLM2's 49k vocabulary and embeddings, SRH pre-training, CoM-Mixing, the Core-Cocktail
-    merge of LoRA and added rows, the second stage; then the folder loads on its base."""
+    SmolLM2's 49k vocabulary and embeddings, the SRH as a speech LM, SRH pre-training,
+    CoM-Mixing, the Core-Cocktail merge of LoRA and added rows, the second stage; then the
+    folder loads on its base."""
     from drvoice_lab.training import load_recipe
     from drvoice_lab.training.loop import Trainer
 
@@ -369,7 +371,9 @@ def test_the_smol_recipe_runs_every_stage(tmp_path):
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     log = [json.loads(line) for line in lines]
     stages = [r["stage"] for r in log if "loss" in r or "merge_alpha" in r]
-    assert stages == ["align", "embed_align", "srh_pretrain", "post_train", "merge", "post_train_2"]
+    assert stages == ["align", "embed_align", "speech_lm", "srh_pretrain", "post_train", "merge",
+                      "post_train_2"]  # fmt: skip
+    assert all(math.isfinite(r["loss"]) for r in log if "loss" in r)
     base = json.loads((tmp_path / "run" / "recipe.json").read_text())
     assert base["preset"] == "smol"
     assert DrVoiceModel.from_pretrained(final).keeps_base_frozen

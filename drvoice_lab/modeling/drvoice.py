@@ -150,6 +150,7 @@ class DrVoiceModel(DrVoicePreTrainedModel):
             tie_embeddings=config.tie_srh_embeddings,
             transformer=srh_transformer,
             parallel=config.speech_head == "parallel",
+            unit_input=config.srh_unit_input,
         )
         self.post_init()
         self._add_backbone_lora()  # after post_init, which would re-draw LoRA's zero B

@@ -31,10 +31,12 @@ class SpeechRefinedHead(nn.Module):
         tie_embeddings: bool = True,
         transformer: PreTrainedModel | None = None,
         parallel: bool = False,
+        unit_input: bool = False,
     ) -> None:
         super().__init__()
         self.k = k
         self.parallel = parallel
+        self.unit_input = unit_input  # read h / |h| (DrVoiceConfig.srh_unit_input)
         if parallel and transformer is not None:
             raise ValueError("the parallel-heads ablation has no SRH transformer to load")
         self.transformer = transformer or AutoModel.from_config(
@@ -52,10 +54,14 @@ class SpeechRefinedHead(nn.Module):
         """E_s: (V_s, d_s), shared by grouping input, SRH input and SRH output."""
         return self.transformer.get_input_embeddings()
 
+    def read(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(B, N, D) -> (B, N, D): what W_p reads, h or h / |h| (``unit_input``)."""
+        return F.normalize(hidden, dim=-1) if self.unit_input else hidden
+
     def substates(self, hidden: torch.Tensor) -> torch.Tensor:
         """(B, N, D) -> (B, N*k, d_s): ``H = split_k(W_p h)``, flattened onto the 25 Hz axis."""
         b, n, _ = hidden.shape
-        return self.ungroup(hidden).view(b, n * self.k, -1)
+        return self.ungroup(self.read(hidden)).view(b, n * self.k, -1)
 
     def inputs(
         self, hidden: torch.Tensor, prev_tokens: torch.Tensor, fused: bool = False
@@ -70,7 +76,7 @@ class SpeechRefinedHead(nn.Module):
             from drvoice_kernels import fused_ungroup
 
             return fused_ungroup(
-                hidden,
+                self.read(hidden),
                 self.ungroup.weight,
                 self.ungroup.bias,
                 prev_tokens,

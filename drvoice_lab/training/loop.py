@@ -28,6 +28,7 @@ from drvoice_lab.model_folder import write_speech_tokenizer_ref
 from drvoice_lab.modeling import DrVoiceModel
 from drvoice_lab.modeling.base_model import backbone_trainable
 from drvoice_lab.pause import pause_point
+from drvoice_lab.training.auxiliary import AUXILIARY, AuxiliaryStage, auxiliary_step
 from drvoice_lab.training.checkpoint import (
     latest_checkpoint,
     load_training_state,
@@ -77,7 +78,6 @@ class Trainer:
         self.log_path = self.out / "metrics.jsonl"
         self.on_log = on_log
         self._tensorboard = None
-        self._utterances = None  # user utterances for CTC alignment stages, built on demand
         self._world: dict[int, DialogueBatches] = {}  # per world stage, on demand
 
     # ------------------------------------------------------------------ helpers
@@ -209,10 +209,11 @@ class Trainer:
                     )
                 position.update(stage=index + 1, stage_step=0)
                 continue
-            ctc = stage.objective in ("ctc_align", "ctc_embed")
-            trainee = self._aligner(index, stage.objective) if ctc else self.model
-            if ctc:  # the adapter (shared with the model) and a throw-away CTC head
-                set_trainable(self.model, ["adapter"])
+            aux = AuxiliaryStage(self.model, self.data, recipe.seed, index, stage.objective) \
+                if stage.objective in AUXILIARY else None  # fmt: skip
+            trainee = aux.module if aux else self.model
+            if aux:  # one part of the model, through a module that shares it
+                set_trainable(self.model, [aux.part])
                 params = list(trainee.parameters())
             elif self.recipe.lora is None:
                 params = set_trainable(self.model, stage.train)
@@ -228,8 +229,10 @@ class Trainer:
             model.train()
             for step in range(first_step, stage.steps):
                 t0 = time.perf_counter()
-                if ctc:
-                    losses = self._ctc_step(model, optimizer, stage, position["micro_batch"])
+                if aux:
+                    losses = auxiliary_step(
+                        acc, recipe, aux, model, optimizer, position["micro_batch"]
+                    )
                 else:
                     data = self._stage_data(index, stage)
                     losses = self._optimizer_step(
@@ -260,7 +263,7 @@ class Trainer:
                             "step_seconds": round(time.perf_counter() - t0, 4),
                         }
                     )
-                if recipe.eval_every and gstep % recipe.eval_every == 0 and not ctc:
+                if recipe.eval_every and gstep % recipe.eval_every == 0 and not aux:
                     self._log(
                         {
                             "step": gstep,
@@ -269,15 +272,15 @@ class Trainer:
                         }
                     )
                 finished_stage = step + 1 == stage.steps
-                # A CTC stage is saved only at its end (its head is not part of the model): a
-                # run killed inside it redoes the stage from the previous checkpoint.
-                if (gstep % recipe.save_every == 0 and not ctc) or finished_stage:
+                # An auxiliary stage is saved only at its end (a CTC head is not part of the
+                # model): a run killed inside it redoes the stage from the previous checkpoint.
+                if (gstep % recipe.save_every == 0 and not aux) or finished_stage:
                     self._save(position, index, optimizer, scheduler, finished_stage)
                 done_here += 1
                 if stop_after_steps is not None and done_here >= stop_after_steps:
                     bar.close()
                     return self.out
-            if not ctc:
+            if not aux:
                 self.model = acc.unwrap_model(model)
             acc.free_memory()
             position.update(stage=index + 1, stage_step=0)
@@ -329,44 +332,6 @@ class Trainer:
         optimizer.zero_grad(set_to_none=True)
         reduced = acc.reduce(torch.tensor(list(totals.values()), device=acc.device), "mean")
         return {k: round(float(v), 6) for k, v in zip(totals, reduced, strict=True)}
-
-    def _aligner(self, stage_index: int, objective: str):
-        """CTC head over the model's adapter; its initialisation depends only on the seed and
-        the stage (and the model, for ``ctc_embed``), so a resumed run rebuilds the same head."""
-        from drvoice_lab.training.align import CTCAligner, EmbeddingCTCAligner
-
-        if self._utterances is None:
-            from drvoice_lab.training.data import UtteranceBatches
-
-            train = self.data.train
-            self._utterances = UtteranceBatches(
-                train.dialogues, self.data.tokenizer, train.features, self.recipe.seed
-            )
-        with torch.random.fork_rng():
-            torch.manual_seed(self.recipe.seed * 1000 + stage_index)
-            if objective == "ctc_embed":
-                return EmbeddingCTCAligner(self.model)
-            return CTCAligner(self.model.adapter, self.config.text_vocab_size)
-
-    def _ctc_step(self, aligner, optimizer, stage: Stage, micro_batch: int) -> dict:
-        acc, recipe = self.accelerator, self.recipe
-        total = 0.0
-        for micro in range(recipe.grad_accum):
-            batch = self._utterances.batch(
-                micro_batch + micro, recipe.batch_size, acc.process_index, acc.num_processes
-            )
-            frames, frame_lengths, targets, target_lengths = (t.to(acc.device) for t in batch)
-            last = micro == recipe.grad_accum - 1
-            with nullcontext() if last else acc.no_sync(aligner):
-                loss = aligner(frames, frame_lengths, targets, target_lengths)  # CTC per token
-                acc.backward(loss / recipe.grad_accum)
-            total += float(loss.detach()) / recipe.grad_accum
-        if recipe.clip_grad:
-            acc.clip_grad_norm_(aligner.parameters(), recipe.clip_grad)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        reduced = acc.reduce(torch.tensor([total], device=acc.device), "mean")
-        return {"ctc_loss": round(float(reduced[0]), 6), "loss": round(float(reduced[0]), 6)}
 
     def _save(self, position, stage_index, optimizer, scheduler, finished_stage) -> None:
         acc = self.accelerator

@@ -26,7 +26,7 @@ from drvoice_lab.modeling.lora import LoraSettings
 from drvoice_lab.training.recipe_schema import check_fields, check_model_overrides
 
 TRAINABLE_PARTS = ("backbone", "srh", "grouping", "adapter")
-OBJECTIVES = ("lm", "ctc_align", "ctc_embed")
+OBJECTIVES = ("lm", "ctc_align", "ctc_embed", "speech_lm")
 DATA_SOURCES = ("corpus", "text_world")
 MIXES = ("example", "batch")
 # Stage options that were tried and taken out because they did not help (docs/journal.md has
