@@ -15,6 +15,7 @@ Prints medians (and per-stage medians) against the targets on a 2-core CPU (firs
 
 from __future__ import annotations
 
+import random
 import statistics
 import tempfile
 import time
@@ -22,6 +23,8 @@ from pathlib import Path
 
 from drvoice_lab.audio.io import MODEL_SAMPLE_RATE, AudioLimits
 from drvoice_lab.data.corpus import CorpusConfig, build_corpus, load_dialogues
+from drvoice_lab.data.open_answers import read_answers_jsonl, write_answers_jsonl
+from drvoice_lab.data.open_corpus import SHIPPED_ANSWERS, build_open_corpus
 from drvoice_lab.demo import read_question
 from drvoice_lab.inference.pipeline import VoiceChat
 from drvoice_lab.inference.timeline import STAGES as TIMELINE_STAGES
@@ -31,12 +34,24 @@ TARGETS = {"first_audio_ms": 300.0, "rtf": 0.3}
 STAGES = ("audio_load", *TIMELINE_STAGES)
 
 
-def held_out_questions(count: int, seed: int, folder: Path) -> list[tuple[Path, str, str]]:
+def held_out_questions(
+    count: int, seed: int, folder: Path, open_domain: bool = False
+) -> list[tuple[Path, str, str]]:
     """(audio file, question, voice) of ``count`` held-out spoken questions, built in
-    ``folder``."""
-    config = CorpusConfig(num_dialogues=count, max_turns=1, heldout_voice_fraction=1.0, seed=seed)
-    corpus = build_corpus(folder, config, progress=False)
-    turns = [d.turns[0] for d in load_dialogues(corpus)]
+    ``folder``: the task world's held-out wording, or (``open_domain``, for a model on a
+    pretrained LLM) questions of the open corpus's held-out list, in held-out voices."""
+    if open_domain:
+        rows = [r for r in read_answers_jsonl(SHIPPED_ANSWERS) if r["split"] == "test"]
+        chosen = random.Random(seed).sample(rows, min(count, len(rows)))
+        answers = write_answers_jsonl(chosen, folder / "answers.jsonl")
+        corpus = build_open_corpus(folder / "open", answers, workers=1, progress=False)
+        turns = [d.turns[0] for d in load_dialogues(corpus, "test_voice")]
+    else:
+        config = CorpusConfig(
+            num_dialogues=count, max_turns=1, heldout_voice_fraction=1.0, seed=seed
+        )
+        corpus = build_corpus(folder, config, progress=False)
+        turns = [d.turns[0] for d in load_dialogues(corpus)]
     return [(corpus / t.user_audio, t.question, t.user_voice) for t in turns]
 
 
@@ -91,7 +106,10 @@ def bench(settings, say) -> list[dict]:
     chat = VoiceChat.from_checkpoint(checkpoint)
     limits = AudioLimits()
     with tempfile.TemporaryDirectory(prefix="drvoice-latency-") as scratch:
-        questions = held_out_questions(settings.questions, settings.seed, Path(scratch))
+        open_domain = chat.config.backbone_reference is not None  # e.g. DrVoice-smol
+        questions = held_out_questions(
+            settings.questions, settings.seed, Path(scratch), open_domain
+        )
         for path, _, _ in questions[:2]:  # warm-up: first calls allocate and pick kernels
             one_turn(chat, path, settings.vad, limits)
         rows = []
