@@ -57,8 +57,10 @@ class LoraRun:
 def build_task_corpus(
     out: str | Path, base_model: str | Path, task: AdaptationTask, progress: bool = True
 ) -> Path:
-    """Synthesize the task's corpus (cached: reruns reuse the audio). It uses the base
-    model's text tokenizer, so the adapter trains on the same token ids."""
+    """Synthesize the task's corpus (cached: reruns reuse the audio). It keeps the base
+    model's BPE where it has one, so the adapter trains on the same token ids (a model on a
+    pretrained LLM brings the LLM's tokenizer itself)."""
+    bpe = Path(base_model) / "text_tokenizer.json"
     config = CorpusConfig(
         num_dialogues=task.dialogues,
         max_turns=1,
@@ -68,7 +70,7 @@ def build_task_corpus(
         seed=task.seed,
         assistant_voice=task.assistant_voice,
         user_voices=task.user_voices,
-        text_tokenizer=str(Path(base_model) / "text_tokenizer.json"),
+        text_tokenizer=str(bpe) if bpe.is_file() else None,
     )
     return build_corpus(out, config, workers=2, progress=progress)
 
