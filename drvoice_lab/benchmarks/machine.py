@@ -117,6 +117,15 @@ def matmul_gflops(n: int = 1024, reps: int = 10, dtype: torch.dtype = torch.floa
 
 
 @functools.cache
+def copy_bandwidth_gbs(megabytes: int = 256, reps: int = 5) -> float:
+    """Memory bandwidth a copy reaches here (GB/s, bytes read + written, best of ``reps``):
+    the bound of a batch-1 decode step, which reads every weight once."""
+    src = torch.empty(megabytes * 2**20 // 4, dtype=torch.float32).uniform_()
+    dst = torch.empty_like(src)
+    best = min(timings(lambda: dst.copy_(src), reps))
+    return 2 * src.numel() * 4 / best / 1e9
+
+
 def ceiling_rows(quick: bool = False, reps: int = 10) -> tuple[dict, ...]:
     """One row per matrix size (measured once per process: the latency suite re-uses it)."""
     sizes = (256, 512) if quick else (256, 1024, 2048)

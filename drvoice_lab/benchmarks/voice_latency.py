@@ -128,4 +128,24 @@ def bench(settings, say) -> list[dict]:
             )
     say(f"\n{checkpoint.name}: medians over {len(rows)} held-out spoken questions")
     print_medians(rows, say)
+    say(decode_bound(chat.model, rows))
     return rows
+
+
+def decode_bound(model, rows: list[dict]) -> str:
+    """The median decode step (a 5 Hz position after the first) against the time it takes to
+    read the backbone's weights once at this machine's copy bandwidth."""
+    from drvoice_lab.benchmarks.machine import copy_bandwidth_gbs
+
+    steps = [
+        r["backbone_steps_ms"] / (r["positions"] - 1) for r in rows if r["positions"] > 1
+    ]  # fmt: skip
+    weights = sum(p.numel() * p.element_size() for p in model.backbone.parameters())
+    bandwidth = copy_bandwidth_gbs()
+    bound = 1000 * weights / (bandwidth * 1e9)
+    step = statistics.median(steps) if steps else float("nan")
+    return (
+        f"  decode step {step:.1f} ms (backbone); reading its {weights / 1e6:.0f} MB of weights "
+        f"once at the {bandwidth:.1f} GB/s a copy reaches here takes {bound:.1f} ms "
+        f"({step / bound:.1f}x the bound)"
+    )
