@@ -307,8 +307,8 @@ def test_finished_run_exports_merges_and_chats(run_setup):
 def test_shipped_model_card_is_what_export_writes():
     """A re-export writes the committed card: the recipe's reasons, one table per kind,
     limitations and licences, from the folder's own files and evaluation."""
+    from drvoice_lab.evaluation.model_card import model_card
     from drvoice_lab.model_folder import tiny_checkpoint
-    from drvoice_lab.training.model_card import model_card
 
     folder = tiny_checkpoint()
     reports = json.loads((folder / "eval.json").read_text())

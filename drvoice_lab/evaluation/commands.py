@@ -130,7 +130,7 @@ def cmd_eval_open(args: argparse.Namespace) -> int:
     json_path, md_path = write_report(report, out)
     print(f"written: {json_path} and {md_path}")
     if args.card:
-        from drvoice_lab.training.model_card import write_card
+        from drvoice_lab.evaluation.model_card import write_card
 
         print(f"model card: {write_card(checkpoint, open_report=report)}")
     return 0

@@ -24,9 +24,9 @@ from pathlib import Path
 import torch
 
 from drvoice_lab.audio.io import check_writable
+from drvoice_lab.evaluation.model_card import write_card
 from drvoice_lab.model_folder import SPEECH_TOKENIZER_REF, CheckpointError, load_checkpoint
 from drvoice_lab.pause import pause_point
-from drvoice_lab.training.model_card import write_card
 
 SIDE_FILES = ("text_tokenizer.json", SPEECH_TOKENIZER_REF, "recipe.json", "training.json")
 MARKER = ".drvoice-export"  # written into every export folder: the licence to replace it
