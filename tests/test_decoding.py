@@ -143,3 +143,44 @@ def test_filter_logits_top_k_and_top_p():
 def test_bad_sampling_settings(bad):
     with pytest.raises(ValueError):
         SamplingConfig(temperature=1.0, **bad)
+
+
+def test_a_reused_prompt_prefix_decodes_as_a_full_prefill():
+    """The system message's states are computed once per mode (``PromptPrefix``); a turn that
+    starts with them prefills only its own positions and decodes the same (greedy), spoken or
+    typed, first turn or later; the logits agree to float rounding."""
+    import numpy as np
+
+    from drvoice_lab.data.com import TurnInput
+    from drvoice_lab.data.voices import ASSISTANT_VOICE
+    from drvoice_lab.inference.decoding import iter_joint
+    from drvoice_lab.inference.pipeline import VoiceChat
+    from drvoice_lab.model_folder import tiny_checkpoint
+
+    chat = VoiceChat.from_checkpoint(tiny_checkpoint())
+    plain = chat.fork()
+    plain.prefix = lambda mode: None  # every prompt prefilled whole
+    wav = ASSISTANT_VOICE.synthesize("Which day comes after Monday?")
+    turns = [dict(audio=wav, sample_rate=16_000, mode="S2M"),
+             dict(text="What is two plus three?", mode="T2M"),
+             dict(audio=wav, sample_rate=16_000, mode="S2T")]  # fmt: skip
+    reused, full = chat.fork(), plain.fork()
+    for turn in turns:  # one conversation: later prompts hold the earlier turns
+        a, b = reused.respond(**turn), full.respond(**turn)
+        assert a.text == b.text and a.speech_ids.tolist() == b.speech_ids.tolist()
+    assert set(chat.prefixes) == {"S2M", "T2M", "S2T"}
+
+    # logits of the first steps, prompt of a typed question
+    typed = TurnInput("What is two plus three?", "", mode="T2M", answer_speech=np.zeros(0, int))
+    example, batch = chat.fork()._prompt(typed, None, 20)
+    p, k = example.prompt_positions, chat.config.group_size
+    args = (chat.model, batch["text_ids"][:, :p], batch["speech_ids"][:, : p * k])
+    with_prefix = list(iter_joint(*args, max_new_positions=3, keep_logits=True,
+                                  prefix=chat.prefix("T2M")))  # fmt: skip
+    without = list(iter_joint(*args, max_new_positions=3, keep_logits=True))
+    assert with_prefix[0].reused_positions == chat.prefix("T2M").text_ids.shape[1] > 10
+    assert without[0].reused_positions == 0
+    for x, y in zip(with_prefix, without, strict=True):
+        torch.testing.assert_close(x.text_logits, y.text_logits, atol=1e-4, rtol=1e-4)
+        for s, t in zip(x.speech_logits, y.speech_logits, strict=True):
+            torch.testing.assert_close(s, t, atol=1e-4, rtol=1e-4)

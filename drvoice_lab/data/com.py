@@ -145,6 +145,14 @@ def system_text(config: DrVoiceConfig, mode: str) -> str:
     return f"{config.system_prompt} {MODES[mode].system_prompt}".strip()
 
 
+def shared_prefix(config: DrVoiceConfig, tokenizer: TextTokenizer, mode: str) -> list[int]:
+    """The text ids every prompt of ``mode`` starts with (system message, then the first user
+    turn's role marker): text-only positions whose states can be computed once and reused."""
+    tok = tokenizer
+    system = tok.role("system") + tok.encode(system_text(config, mode)) + tok.end("system")
+    return system + tok.role("user")
+
+
 def format_dialogue(
     turns: list[TurnInput],
     mode: str,

@@ -8,6 +8,7 @@ incremental decoding equal a full recompute.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -46,6 +47,49 @@ class JointStep:
     seconds: dict[str, float]  # "backbone" (prefill on step 0), "srh" (incl. "srh_prefill")
     text_logits: torch.Tensor | None = None  # (B, V_text) when keep_logits
     speech_logits: list[torch.Tensor] = field(default_factory=list)  # k x (B, V_s)
+    reused_positions: int = 0  # prompt positions taken from a PromptPrefix, not prefilled
+
+
+@dataclass
+class PromptPrefix:
+    """The first P positions shared by every prompt of one CoM mode (``com.shared_prefix``),
+    run once: the backbone's and the SRH's KV caches over them, copied into each turn that
+    starts with them, so a turn's prefill runs only its own positions. Text-only positions
+    (speech channel pad), so the SRH's cache covers their groups with pad as previous tokens."""
+
+    text_ids: torch.Tensor  # (1, P)
+    backbone: DynamicCache
+    srh: DynamicCache
+
+
+@torch.no_grad()
+def prefill_prefix(model: DrVoiceModel, text_ids: torch.Tensor) -> PromptPrefix:
+    """Run the (1, P) prefix through the backbone and its groups 1..P through the SRH."""
+    model.eval()
+    prompt = model.align_channels(text_ids)  # speech: pad
+    backbone = DynamicCache(config=model.backbone.config)
+    srh = DynamicCache(config=model.srh.transformer.config)
+    hidden, _ = model.run_backbone(
+        model.embed_inputs(prompt.text_ids, prompt.speech_ids), cache=backbone
+    )
+    pads = prompt.speech_ids  # (1, P*k): the previous tokens of groups 1..P, all pad
+    model.srh(model.srh.substates(hidden), pads, cache=srh)  # (1, P, D) -> P*k sub-positions
+    return PromptPrefix(text_ids.clone(), backbone, srh)
+
+
+def _reusable(model, prefix: PromptPrefix | None, prompt, user_position_mask) -> int:
+    """P when the prompt starts with ``prefix`` (one row, speech pad over it and the position
+    after, no user speech in it) and goes on for at least two positions; else 0."""
+    if prefix is None or prompt.text_ids.shape[0] != 1:
+        return 0
+    p, n, k = prefix.text_ids.shape[1], prompt.text_ids.shape[1], model.config.group_size
+    if n < p + 2 or not torch.equal(prompt.text_ids[:, :p], prefix.text_ids):
+        return 0
+    if not bool((prompt.speech_ids[:, : (p + 1) * k] == model.config.speech_pad_token_id).all()):
+        return 0
+    if user_position_mask is not None and bool(user_position_mask[:, :p].any()):
+        return 0
+    return p
 
 
 @torch.no_grad()
@@ -63,6 +107,7 @@ def iter_joint(
     generate_speech: bool = True,
     generator: torch.Generator | None = None,
     keep_logits: bool = False,
+    prefix: PromptPrefix | None = None,
 ) -> Iterator[JointStep]:
     """Continue a prompt (rows of equal length, no padding), yielding each step as soon as it
     is decoded, until both channels end or ``max_new_positions`` steps. Closing the generator
@@ -71,6 +116,8 @@ def iter_joint(
     The text channel ends at ``text_eos`` (then emits ``text_pad``); the speech channel ends at
     ``speech_eos`` (then emits pad/silence). With ``generate_speech=False`` (text-only modes
     such as S2T/T2T) the speech channel is pad from the start and the SRH is skipped.
+    ``prefix``: the states of the prompt's first positions, computed before (``prefill_prefix``);
+    used when the prompt starts with them, so that only the rest is prefilled.
     """
     cfg = model.config
     k = cfg.group_size
@@ -81,19 +128,26 @@ def iter_joint(
     if user_position_mask is not None and user_position_mask.shape[1] < n:
         pad = user_position_mask.new_zeros((b, n - user_position_mask.shape[1]))
         user_position_mask = torch.cat([user_position_mask, pad], dim=1)
-    backbone_cache = DynamicCache(config=model.backbone.config)
-    srh_cache = DynamicCache(config=model.srh.transformer.config)
+    start = _reusable(model, prefix, prompt, user_position_mask)  # positions already run
+    if start:
+        backbone_cache, srh_cache = copy.deepcopy(prefix.backbone), copy.deepcopy(prefix.srh)
+    else:
+        backbone_cache = DynamicCache(config=model.backbone.config)
+        srh_cache = DynamicCache(config=model.srh.transformer.config)
 
-    # Prefill: the whole prompt through the backbone, then its groups 1..n-1 through the SRH.
+    # Prefill: the prompt (from ``start``) through the backbone, then its groups start+1..n-1
+    # through the SRH (groups 1..start are in the prefix's SRH cache).
     inputs = model.embed_inputs(
         prompt.text_ids, prompt.speech_ids, user_features, user_feature_lengths, user_position_mask
     )
-    hidden, logits = model.run_backbone(inputs, cache=backbone_cache)  # (B, n, D), (B, n, V)
+    hidden, logits = model.run_backbone(inputs[:, start:], cache=backbone_cache)  # (B, n-start, ·)
     backbone_seconds = time.perf_counter() - clock
     clock = time.perf_counter()
-    if generate_speech and n > 1:
+    if generate_speech and n - start > 1:
         model.srh(
-            model.srh.substates(hidden[:, :-1]), prompt.speech_ids[:, k - 1 : -1], cache=srh_cache
+            model.srh.substates(hidden[:, :-1]),
+            prompt.speech_ids[:, (start + 1) * k - 1 : -1],
+            cache=srh_cache,
         )
     srh_prefill = time.perf_counter() - clock
     last_hidden, text_logits = hidden[:, -1:], logits[:, -1]  # (B, 1, D), (B, V)
@@ -133,6 +187,7 @@ def iter_joint(
             {"backbone": backbone_seconds, "srh": srh_seconds, "srh_prefill": srh_prefill},
             text_logits if keep_logits else None,
             kept_speech,
+            start,
         )
         if bool((text_done & speech_done).all()):
             return

@@ -20,9 +20,9 @@ import torch
 
 from drvoice_lab.audio.io import AudioLimits, load_audio
 from drvoice_lab.data.collator import DrVoiceCollator
-from drvoice_lab.data.com import MODES, TurnInput, format_dialogue, spoken_answer
+from drvoice_lab.data.com import MODES, TurnInput, format_dialogue, shared_prefix, spoken_answer
 from drvoice_lab.data.text_tokenizer import TextTokenizer
-from drvoice_lab.inference.decoding import iter_joint
+from drvoice_lab.inference.decoding import PromptPrefix, iter_joint, prefill_prefix
 from drvoice_lab.inference.sampling import SamplingConfig
 from drvoice_lab.model_folder import load_checkpoint, load_speech_tokenizer_for
 from drvoice_lab.modeling import DrVoiceModel
@@ -66,6 +66,7 @@ class VoiceChat:
         self.limits = limits
         self.collate = DrVoiceCollator(self.config, text_pad_id=tokenizer.pad_id)
         self.history: list[tuple[TurnInput, np.ndarray | None]] = []  # (turn, user frames)
+        self.prefixes: dict[str, PromptPrefix] = {}  # per mode, shared by forks
 
     @classmethod
     def from_checkpoint(
@@ -78,11 +79,21 @@ class VoiceChat:
     def reset(self) -> None:
         self.history = []
 
+    def prefix(self, mode: str) -> PromptPrefix:
+        """The states of the positions every prompt of ``mode`` starts with (its system
+        message), computed once: a turn then prefills only its own positions."""
+        if mode not in self.prefixes:
+            ids = shared_prefix(self.config, self.tokenizer, mode)
+            self.prefixes[mode] = prefill_prefix(self.model, torch.tensor([ids]))
+        return self.prefixes[mode]
+
     def warm_up(self) -> float:
-        """One short spoken and one short typed turn on a fork, so that first-call costs
-        (allocations, kernel choices, lazy imports) are paid while loading, before anyone
-        waits for an answer. Returns the seconds it took."""
+        """Every mode's prompt prefix, then one short spoken and one short typed turn on a
+        fork, so that first-call costs (allocations, kernel choices, lazy imports) are paid
+        while loading, before anyone waits for an answer. Returns the seconds it took."""
         started = time.perf_counter()
+        for mode in MODES:
+            self.prefix(mode)
         rate = self.encoder.sample_rate  # 16 kHz
         tone = 0.3 * np.sin(2 * np.pi * 220 * np.arange(rate) / rate)
         self.fork().respond(audio=tone.astype(np.float32), sample_rate=rate, mode="S2M",
@@ -152,6 +163,7 @@ class VoiceChat:
             speech_sampling=speech_sampling,
             generate_speech=spec.speech_out,
             generator=generator,
+            prefix=self.prefix(mode),
         )
         if spec.speech_out and decode_audio:
             turn.detok = _Detokenizer(self.speech_tokenizer)
