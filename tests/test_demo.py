@@ -42,7 +42,11 @@ def server(tmp_path_factory, monkeypatch_module):
     monkeypatch_module.setenv("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("gradio")))
     monkeypatch_module.setenv("GRADIO_ANALYTICS_ENABLED", "False")
     settings = DemoSettings(
-        port=_free_port(), max_file_mb=MAX_FILE_MB, max_seconds=MAX_SECONDS, concurrency=2
+        checkpoint=str(tiny_checkpoint()),  # the fast fixture; the default: see the last test
+        port=_free_port(),
+        max_file_mb=MAX_FILE_MB,
+        max_seconds=MAX_SECONDS,
+        concurrency=2,
     )
     app = launch(settings, block=False)
     yield f"http://{settings.host}:{settings.port}"
@@ -394,3 +398,20 @@ def test_browser_microphone_turn_with_fake_capture(server, browser_kind, questio
         assert "spoken question" in chat_text, chat_text
         assert sources
         browser.close()
+
+
+def test_the_demo_serves_the_default_model_unless_told_otherwise(questions):
+    """Without --checkpoint the demo's engine is the shipped default (DrVoice-smol); one
+    spoken turn through the page's own turn function streams its text and audio."""
+    from drvoice_lab.audio.io import AudioLimits
+    from drvoice_lab.demo import Engines, read_question, turn_updates
+    from drvoice_lab.model_folder import default_checkpoint
+
+    engines = Engines(None, AudioLimits(), allow_paths=False)
+    assert engines.default == (str(default_checkpoint()), "")
+    chat = engines.get()
+    wav = read_question(str(questions[0][0]), AudioLimits(), True)[0]
+    messages = [{"role": "assistant", "content": ""}]  # the page's bubble being written
+    updates = list(turn_updates(chat.fork(), messages, audio=wav, sample_rate=16_000, mode="S2M"))
+    assert any("chunk" in u for u in updates)
+    assert updates[-1]["result"].text and updates[-1]["result"].audio is not None

@@ -63,7 +63,7 @@ def model_card(folder: Path, reports: list[dict]) -> str:
     # the folder's size without this card, so that rewriting the card never changes it
     size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file() and p.name != "README.md")
     if config.get("backbone_reference"):
-        return _pretrained_card(folder, config, params, made, size)
+        return _pretrained_card(folder, config, params, made, size, reports)
     return _tiny_card(folder, config, params, made, size, stages, reports)
 
 
@@ -101,7 +101,7 @@ def _tiny_card(folder, config, params, made, size, stages, reports) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _pretrained_card(folder, config, params, made, size) -> str:
+def _pretrained_card(folder, config, params, made, size, reports) -> str:
     ref = config["backbone_reference"]
     base = ref["source"].split(":", 1)[-1]
     lora = config.get("backbone_lora") or {}
@@ -135,7 +135,7 @@ def _pretrained_card(folder, config, params, made, size) -> str:
         "Reproduce (from the repository root): `make default-model`.",
         "",
     ]
-    lines += _evaluation_section(folder, [])
+    lines += _evaluation_section(folder, reports)
     lines += [PRETRAINED_LIMITATIONS.format(base=base), "", licence(PRETRAINED_COMPONENTS)]
     return "\n".join(lines).rstrip() + "\n"
 
