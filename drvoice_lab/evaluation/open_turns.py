@@ -45,7 +45,7 @@ def _dialogue_records(chat, asr, corpus_dir, dialogues, max_positions, bar=None)
         s2m = answer(chat, "S2M", max_positions, audio=wav)
         s2t = answer(chat, "S2T", max_positions, audio=wav)
         t2t = answer(chat, "T2T", max_positions, text=turn.question)
-        seconds = 0.0 if s2m.audio is None else len(s2m.audio) / s2m.sample_rate
+        seconds = _audio_seconds(s2m)
         heard_by_asr = asr.transcribe(resample(s2m.audio, s2m.sample_rate)) if seconds else ""
         records.append({
             "dialogue_id": dialogue.id, "voice": turn.user_voice, "question": turn.question,
@@ -65,8 +65,12 @@ def spoken_timings(chat, corpus_dir, dialogues, max_positions) -> tuple[list[dic
         wav = load_utterance(corpus_dir, dialogue.turns[-1].user_audio)
         s2m = answer(chat, "S2M", max_positions, audio=wav)
         timings.append(s2m.timings)
-        seconds.append(0.0 if s2m.audio is None else len(s2m.audio) / s2m.sample_rate)
+        seconds.append(_audio_seconds(s2m))
     return timings, seconds
+
+
+def _audio_seconds(result) -> float:
+    return 0.0 if result.audio is None else len(result.audio) / result.sample_rate
 
 
 def _typed_answers(chat, questions: list[str], max_positions, bar=None) -> list[str]:
